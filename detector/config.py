@@ -1,0 +1,275 @@
+"""Typed configuration: YAML files and ``key=value`` overrides into nested dataclasses.
+
+A config is four sections plus a name and a seed::
+
+    name: arena_cpu
+    seed: 0
+    data:  {...}    # DataConfig
+    model: {...}    # ModelConfig
+    loss:  {...}    # LossConfig (holds the assigner's settings too)
+    train: {...}    # TrainConfig
+    eval:  {...}    # EvalConfig
+
+Every key is checked: an unknown key or a value outside a key's choices raises :class:`ConfigError`
+naming the key, the file and the valid choices. The shipped configs live in ``detector/configs/``
+and are addressed by their stem (``arena_cpu``) or a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+@dataclass
+class ArenaConfig:
+    """Sizes of the built-in arena data set, generated when ``data.root`` does not exist."""
+
+    n_train: int = 1200
+    n_valid: int = 200
+    n_test: int = 200
+    image_size: int = 320
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are batched."""
+
+    root: str = "data/arena"
+    format: Literal["coco", "hf_parquet"] = "coco"
+    train_split: str = "train"
+    val_split: str = "valid"
+    image_size: int = 320
+    batch_size: int = 8
+    workers: int = 2
+    hflip: float = 0.5
+    color_jitter: float = 0.2
+    arena: ArenaConfig | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, neck and head (Chapters 2–4)."""
+
+    backbone: str = "resnet18"
+    pretrained: str | None = None
+    out_indices: list[int] = field(default_factory=lambda: [2, 3, 4])
+    freeze: Union[Literal["none", "all"], int] = "none"
+    neck_width: int = 96
+    head_convs: int = 2
+    prior_prob: float = 0.01
+    num_classes: int | None = None
+
+
+@dataclass
+class AssignerConfig:
+    """Task-Aligned Assigner (Chapter 6); defaults from TOOD, Feng et al. 2021."""
+
+    kind: Literal["tal", "per_level"] = "tal"
+    topk: int = 13
+    alpha: float = 1.0
+    beta: float = 6.0
+    center_radius: float | None = None
+    memory_budget_mb: int = 1024
+
+
+@dataclass
+class LossConfig:
+    """Loss recipe (Chapter 7). ``recipe: seed`` reproduces the first notebook implementation."""
+
+    recipe: Literal["default", "seed"] = "default"
+    cls: Literal["focal", "varifocal", "bce"] = "focal"
+    box: Literal["diou", "giou", "ciou"] = "diou"
+    obj: Literal["bce", "focal"] = "bce"
+    cls_weight: float = 1.0
+    box_weight: float = 2.5
+    obj_weight: float = 1.0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    assigner: AssignerConfig = field(default_factory=AssignerConfig)
+
+
+@dataclass
+class TrainConfig:
+    """The runner (Chapter 8)."""
+
+    epochs: int = 12
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float | None = 10.0
+    amp: bool = True
+    ema: bool = True
+    ema_decay: float = 0.999
+    ema_warmup_steps: int = 500
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    out_dir: str = "runs"
+    eval_every: int = 1
+    max_minutes: float | None = None
+    deterministic: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Post-processing and evaluation (Chapter 9)."""
+
+    score_mode: Literal["cls", "cls_obj_sqrt", "cls_obj"] = "cls_obj_sqrt"
+    score_thresh: float = 0.05
+    pre_nms_topk: int = 1000
+    nms_iou: float = 0.6
+    max_det: int = 100
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved as ``runs/<name>/config.yaml``."""
+
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _valid_keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert it (dicts into dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key, source)
+            except ConfigError as error:
+                errors.append(str(error).split(": ", 1)[-1])
+        raise ConfigError(f"{source}: '{key}' = {value!r} fits none of: {'; '.join(errors)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{source}: '{key}' expected null")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(f"{source}: '{key}' = {value!r} is not one of {list(choices)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if _is_dataclass_type(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' expected a mapping with keys {_valid_keys(tp)}")
+        return _build(tp, value, key, source)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{source}: '{key}' = {value!r} should be of type {getattr(tp, '__name__', tp)}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in hints:
+            valid = _valid_keys(cls)
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{key}'{hint}; valid keys: {valid}")
+        kwargs[name] = _convert(value, hints[name], key, source)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.epochs=5"`` → ``{"train": {"epochs": 5}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw.strip() else None
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A shipped config's stem (``arena_cpu``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{path.stem if path.suffix else path.name}.yaml"
+    if shipped.exists() and not path.exists():
+        return shipped
+    if path.exists():
+        return path
+    choices = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {str(name_or_path)!r} not found: give a YAML path or one of {choices}")
+
+
+def load_config(name_or_path: str | Path | None = "arena_cpu", overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (shipped stem or path), apply ``key=value`` overrides, validate."""
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if name_or_path is not None:
+        path = resolve_config_path(name_or_path)
+        source = str(path)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+        values = loaded
+    for text in overrides or []:
+        values = _merge(values, parse_override(text))
+        source = f"{source} + overrides"
+    return _build(Config, values, "", source)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
