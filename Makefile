@@ -1,0 +1,74 @@
+# The course's commands. A fresh machine needs only Python 3.11 and make: every target creates .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch and torchvision as served from this machine's local cache; pyproject.toml keeps ranges for elsewhere.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+CH ?= 1
+NOTEBOOK_DIR := build/notebooks
+PYTEST := $(PY) -m pytest
+
+.PHONY: help venv train test test-package test-notebooks test-site check exercises lab docs serve-docs bench lint clean
+
+help:
+	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU)"
+	@echo "make test        the whole test suite (package, exercises, stubs, chapter sync, notebooks, site)"
+	@echo "make check CH=N  the exercise tests of chapter N against YOUR notebook in chapters/"
+	@echo "make lab         JupyterLab on chapters/ (jupytext opens the .py files as notebooks)"
+	@echo "make exercises   regenerate chapters/ from solutions/ (maintainers: overwrites chapters/!)"
+	@echo "make docs        build the course site into build/site; make serve-docs to browse it"
+	@echo "make bench       the benchmarks (speed and quality against the peers)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(VENV)/bin/detector train --config arena_cpu
+
+test: test-package test-notebooks test-site
+
+test-package: $(STAMP)
+	$(PYTEST) tests --ignore=tests/site
+
+test-notebooks: $(STAMP)
+	$(PY) -m course.notebooks ipynb $(NOTEBOOK_DIR) > /dev/null
+	$(PYTEST) -p course.pytest_notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+		-o addopts="" -q $(NOTEBOOK_DIR)
+
+test-site: $(STAMP)
+	$(PYTEST) tests/site -q
+
+check: $(STAMP)
+	$(PYTEST) tests/chapters/test_$$(printf %02d $(CH))_*.py --impl chapters -q
+
+exercises: $(STAMP)
+	$(PY) -m course.notebooks exercises
+
+lab: $(STAMP)
+	$(VENV)/bin/jupytext --set-formats ipynb,py:percent chapters/[0-9][0-9]_*.py > /dev/null
+	$(VENV)/bin/jupyter lab --notebook-dir=chapters
+
+docs: $(STAMP)
+	$(PY) -m course.notebooks site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+serve-docs: docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check detector course tests benchmarks
+	$(VENV)/bin/ruff check detector course tests benchmarks
+
+clean:
+	rm -rf build .cache .pytest_cache

@@ -1,0 +1,45 @@
+"""The course site builds with ``mkdocs build --strict`` and shows each chapter with its figures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from course.paths import BUILD_DIR, REPO_ROOT, SOLUTIONS_DIR, chapter_files
+
+SITE_DIR = BUILD_DIR / "site"
+
+
+@pytest.fixture(scope="module")
+def built_site():
+    """Executed chapters into site/chapters (reusing the nbval run's outputs), then a strict build."""
+    subprocess.run([sys.executable, "-m", "course.notebooks", "site"], cwd=REPO_ROOT, check=True)
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(SITE_DIR)]
+    result = subprocess.run(mkdocs, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return SITE_DIR
+
+
+@pytest.mark.parametrize("solution", chapter_files(SOLUTIONS_DIR), ids=lambda p: p.stem)
+def test_chapter_page_has_figures_and_folded_solutions(built_site, solution):
+    page = built_site / "chapters" / solution.stem / "index.html"
+    assert page.exists(), f"{page} was not built: is the chapter in mkdocs.yml's nav?"
+    html = page.read_text()
+    assert "data:image/png;base64" in html, f"{solution.stem}: no figure on the page (were the outputs kept?)"
+    assert "<details" in html and "Solution" in html, f"{solution.stem}: exercise solutions are not folded"
+    assert "Traceback" not in html, f"{solution.stem}: an error is shown on the page"
+
+
+def test_every_chapter_is_in_the_navigation():
+    nav = (REPO_ROOT / "mkdocs.yml").read_text()
+    for solution in chapter_files(SOLUTIONS_DIR):
+        assert f"chapters/{solution.stem}.ipynb" in nav, f"{solution.stem} is missing from mkdocs.yml nav"
+
+
+@pytest.mark.parametrize("page", ["index.html", "setup/index.html", "api/data/index.html"])
+def test_fixed_pages_exist(built_site, page):
+    assert (built_site / page).exists()
