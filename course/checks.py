@@ -23,7 +23,6 @@ import traceback
 import types
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,7 +73,9 @@ def expect_shape(got: Any, shape: tuple[int, ...] | list[int], what: str, hint: 
     if not isinstance(got, torch.Tensor):
         raise CheckFailure(f"{what}: expected a tensor of shape {list(shape)}, got {type(got).__name__}")
     if list(got.shape) != list(shape):
-        raise CheckFailure(f"{what}: expected shape {list(shape)}, got {list(got.shape)}" + (f"\n{hint}" if hint else ""))
+        raise CheckFailure(
+            f"{what}: expected shape {list(shape)}, got {list(got.shape)}" + (f"\n{hint}" if hint else "")
+        )
 
 
 def expect_close(
@@ -140,7 +141,9 @@ def run_exercise_tests(exercise_id: str, impl: Any) -> list[tuple[str, str, str]
                 results.append((test.__name__, "fail", str(error)))
             else:
                 detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-                results.append((test.__name__, "fail", f"{detail}\n(raised inside your code; see the traceback above)"))
+                results.append(
+                    (test.__name__, "fail", f"{detail}\n(raised inside your code; see the traceback above)")
+                )
                 traceback.print_exc(limit=-3)
         else:
             results.append((test.__name__, "pass", ""))

@@ -54,7 +54,9 @@ def find_regions(source: str, filename: str = "<notebook>") -> list[Region]:
         stripped = line.strip()
         if stripped.startswith(BEGIN):
             if open_at is not None:
-                raise ExerciseMarkupError(f"{filename}:{number}: {BEGIN} inside the region opened at line {open_at}")
+                raise ExerciseMarkupError(
+                    f"{filename}:{number}: {BEGIN} inside the region opened at line {open_at}"
+                )
             open_at = number
         elif stripped.startswith(END):
             if open_at is None:
@@ -77,7 +79,9 @@ def _region(lines: list[str], begin: int, end: int, owners: dict, filename: str)
         )
     owner = next((name for name, (first, last) in owners.items() if first <= begin <= last), None)
     if owner is None:
-        raise ExerciseMarkupError(f"{filename}:{begin}: a solution region must sit inside a top-level def/class")
+        raise ExerciseMarkupError(
+            f"{filename}:{begin}: a solution region must sit inside a top-level def/class"
+        )
     indent = marker[: len(marker) - len(marker.lstrip())]
     exercise_id = f"{match.group(1)}.{match.group(2)}"
     return Region(exercise_id, message, begin, end, indent, owner)

@@ -1,8 +1,8 @@
 """Command-line tasks on the notebooks: regenerate ``chapters/``, build ``.ipynb`` files for nbval and the site.
 
-    python -m course.notebooks exercises          # chapters/NN_slug.py from solutions/NN_slug.py
-    python -m course.notebooks ipynb OUT_DIR      # solutions/ and chapters/ as .ipynb under OUT_DIR
-    python -m course.notebooks site               # executed solution notebooks → site/chapters/ (solutions folded)
+python -m course.notebooks exercises          # chapters/NN_slug.py from solutions/NN_slug.py
+python -m course.notebooks ipynb OUT_DIR      # solutions/ and chapters/ as .ipynb under OUT_DIR
+python -m course.notebooks site               # executed solution notebooks → site/chapters/ (solutions folded)
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def write_site_chapters() -> list[Path]:
         else:
             print(f"executing {path.relative_to(REPO_ROOT)} for the site ...", file=sys.stderr)
             notebook = to_notebook(path)
-            NotebookClient(notebook, timeout=900, resources={"metadata": {"path": str(path.parent)}}).execute()
+            NotebookClient(
+                notebook, timeout=900, resources={"metadata": {"path": str(path.parent)}}
+            ).execute()
         target = SITE_CHAPTERS_DIR / f"{path.stem}.ipynb"
         nbformat.write(_fold_solutions(notebook), target)
         written.append(target)
@@ -102,8 +104,11 @@ def write_site_chapters() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="task", required=True)
     sub.add_parser("exercises", help="regenerate chapters/ from solutions/")
     ipynb = sub.add_parser("ipynb", help="write .ipynb copies of solutions/ and chapters/")
@@ -113,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.task == "exercises":
         changed = write_exercises()
-        print(f"{len(changed)} chapter notebook(s) regenerated" + "".join(f"\n  {p.relative_to(REPO_ROOT)}" for p in changed))
+        print(
+            f"{len(changed)} chapter notebook(s) regenerated"
+            + "".join(f"\n  {p.relative_to(REPO_ROOT)}" for p in changed)
+        )
     elif args.task == "ipynb":
         print(json.dumps([str(p) for p in write_ipynb(args.out_dir, args.only)], indent=1))
     else:

@@ -53,14 +53,22 @@ ROBOFLOW_CATEGORIES = [
 @exercise("1.2")
 def test_contiguous_labels_drops_placeholder_and_sorts_by_id(impl):
     names, id_to_label = impl.contiguous_labels(ROBOFLOW_CATEGORIES)
-    expect("pieces" not in names, "the placeholder 'pieces' (supercategory of all the others) must be dropped")
-    expect(names == ["bishop", "king", "rook"], f"class names in category-id order: expected ['bishop', 'king', 'rook'], got {names}")
+    expect(
+        "pieces" not in names, "the placeholder 'pieces' (supercategory of all the others) must be dropped"
+    )
+    expect(
+        names == ["bishop", "king", "rook"],
+        f"class names in category-id order: expected ['bishop', 'king', 'rook'], got {names}",
+    )
     expect(id_to_label == {1: 0, 2: 1, 5: 2}, f"expected {{1: 0, 2: 1, 5: 2}}, got {id_to_label}")
 
 
 @exercise("1.2")
 def test_contiguous_labels_keeps_everything_without_placeholder(impl):
-    categories = [{"id": 3, "name": "cat", "supercategory": "animal"}, {"id": 7, "name": "dog", "supercategory": "animal"}]
+    categories = [
+        {"id": 3, "name": "cat", "supercategory": "animal"},
+        {"id": 7, "name": "dog", "supercategory": "animal"},
+    ]
     names, id_to_label = impl.contiguous_labels(categories)
     expect(names == ["cat", "dog"], f"no category is the supercategory of the others: keep all; got {names}")
     expect(id_to_label == {3: 0, 7: 1}, f"expected {{3: 0, 7: 1}}, got {id_to_label}")
@@ -76,7 +84,10 @@ def test_contiguous_labels_agree_with_the_package(impl):
     for what, categories in cases:
         names, id_to_label = impl.contiguous_labels(categories)
         expected_names, expected_map, _ = category_mapping(categories)
-        expect(names == expected_names, f"{what}: expected {len(expected_names)} classes {expected_names}, got {names}")
+        expect(
+            names == expected_names,
+            f"{what}: expected {len(expected_names)} classes {expected_names}, got {names}",
+        )
         expect(id_to_label == expected_map, f"{what}: expected {expected_map}, got {id_to_label}")
 
 
@@ -95,24 +106,44 @@ def test_letterbox_hand_computed(impl):
     expect_shape(out, (3, 64, 64), "letterboxed image")
     expect(out.dtype == torch.uint8, f"the image must stay uint8, got {out.dtype}")
     expect(abs(scale - 0.32) < 1e-9, f"scale = size / max(H, W) = 64 / 200 = 0.32, got {scale}")
-    expect(tuple(pad) == (0, 16), f"pad (left, top) should be (0, 16) for a 64 × 32 resized image, got {tuple(pad)}")
-    expect(bool((out[:, :16] == 114).all() and (out[:, 48:] == 114).all()), "the padding must be grey 114, above and below")
+    expect(
+        tuple(pad) == (0, 16),
+        f"pad (left, top) should be (0, 16) for a 64 × 32 resized image, got {tuple(pad)}",
+    )
+    expect(
+        bool((out[:, :16] == 114).all() and (out[:, 48:] == 114).all()),
+        "the padding must be grey 114, above and below",
+    )
     expected = torch.tensor([[0.0, 16.0, 64.0, 48.0], [16.0, 24.0, 32.0, 40.0]])
-    expect_close(out_boxes, expected, "letterboxed boxes", hint="x' = x · new_w / W + left, y' = y · new_h / H + top")
+    expect_close(
+        out_boxes, expected, "letterboxed boxes", hint="x' = x · new_w / W + left, y' = y · new_h / H + top"
+    )
 
 
 @exercise("1.3")
 def test_letterbox_matches_the_package_exact_factors(impl):
     """101 × 203 → 96: rounding makes the exact factors new_w / W and new_h / H differ from scale."""
-    image = torch.randint(0, 256, (3, 101, 203), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    image = torch.randint(
+        0, 256, (3, 101, 203), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
     boxes = torch.tensor([[3.0, 7.0, 190.0, 99.0], [100.5, 0.0, 203.0, 101.0]])
     out, out_boxes, scale, pad = impl.letterbox(image, boxes, 96)
     expected_image, target = eval_transforms(96)(image, {"boxes": boxes})
-    expect_close(out_boxes, target["boxes"], "boxes against the package's letterbox", atol=1e-4,
-                 hint="use the exact per-axis factors round(W·scale) / W and round(H·scale) / H, and integer padding")
-    expect(tuple(pad) == tuple(int(p) for p in target["letterbox"]["pad"]), f"pad {tuple(pad)} != {target['letterbox']['pad']}")
+    expect_close(
+        out_boxes,
+        target["boxes"],
+        "boxes against the package's letterbox",
+        atol=1e-4,
+        hint="use the exact per-axis factors round(W·scale) / W and round(H·scale) / H, and integer padding",
+    )
+    expect(
+        tuple(pad) == tuple(int(p) for p in target["letterbox"]["pad"]),
+        f"pad {tuple(pad)} != {target['letterbox']['pad']}",
+    )
     diff = (out.int() - expected_image.int()).abs().max().item()
-    expect(diff <= 1, f"pixels differ from the package's letterbox by up to {diff} (resize with antialias=True)")
+    expect(
+        diff <= 1, f"pixels differ from the package's letterbox by up to {diff} (resize with antialias=True)"
+    )
 
 
 # Exercise 1.4 · unletterbox_boxes --------------------------------------------------------------------------
@@ -123,8 +154,13 @@ def test_unletterbox_inverts_letterbox(impl):
     _, target = eval_transforms(96)(torch.zeros(3, *orig_size, dtype=torch.uint8), {"boxes": boxes})
     info = target["letterbox"]
     back = impl.unletterbox_boxes(target["boxes"], info["scale"], info["pad"], orig_size)
-    expect_close(back, boxes, "boxes mapped back to the original image", atol=1e-3,
-                 hint="subtract (left, top) first, then divide by the exact factors round(W·scale)/W, round(H·scale)/H")
+    expect_close(
+        back,
+        boxes,
+        "boxes mapped back to the original image",
+        atol=1e-3,
+        hint="subtract (left, top) first, then divide by the exact factors round(W·scale)/W, round(H·scale)/H",
+    )
 
 
 @exercise("1.4")
@@ -133,7 +169,9 @@ def test_unletterbox_clips_to_the_original_image(impl):
     in_padding = torch.tensor([[-5.0, 0.0, 70.0, 64.0]])  # reaches into the left border and the grey padding
     got = impl.unletterbox_boxes(in_padding, scale, pad, orig_size)
     expected = unletterbox_boxes(in_padding, scale, pad, orig_size)
-    expect_close(got, expected, "a box reaching into the padding", atol=1e-4, hint="clip x to [0, W] and y to [0, H]")
+    expect_close(
+        got, expected, "a box reaching into the padding", atol=1e-4, hint="clip x to [0, W] and y to [0, H]"
+    )
 
 
 # Exercise 1.5 · collate ------------------------------------------------------------------------------------
@@ -144,7 +182,7 @@ def test_collate_stacks_images_and_keeps_targets(impl):
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "image_id": 8},
     ]
     images = [torch.full((3, 8, 8), i, dtype=torch.uint8) for i in range(2)]
-    got_images, got_targets = impl.collate(list(zip(images, targets)))
+    got_images, got_targets = impl.collate(list(zip(images, targets, strict=True)))
     expect_shape(got_images, (2, 3, 8, 8), "batched images")
     expect(bool((got_images[1] == 1).all()), "images must stay in batch order")
     expect(isinstance(got_targets, list) and len(got_targets) == 2, "targets: a list with one dict per image")
@@ -187,13 +225,26 @@ def test_dataset_item_matches_the_package(impl):
         for index in range(2):
             image, target = dataset[index]
             expected_image, expected = reference[index]
-            expect_shape(image, tuple(expected_image.shape), f"image {index}", hint="decode as RGB: uint8 [3, H, W]")
+            expect_shape(
+                image, tuple(expected_image.shape), f"image {index}", hint="decode as RGB: uint8 [3, H, W]"
+            )
             expect(image.dtype == torch.uint8, f"image {index}: expected uint8, got {image.dtype}")
-            expect(torch.equal(image, expected_image), f"image {index}: pixels differ from torchvision.io.decode_image")
-            expect_close(target["boxes"], expected["boxes"], f"boxes of image {index}", hint="boxes are xyxy pixels")
-            expect(target["boxes"].dtype == torch.float32, f"boxes must be float32, got {target['boxes'].dtype}")
-            expect(torch.equal(target["labels"], expected["labels"]),
-                   f"labels of image {index}: expected {expected['labels'].tolist()}, got {target['labels'].tolist()} "
-                   "(category ids 1, 3 → labels 0, 1 once the placeholder is dropped)")
-            expect(target["labels"].dtype == torch.int64, f"labels must be int64, got {target['labels'].dtype}")
+            expect(
+                torch.equal(image, expected_image),
+                f"image {index}: pixels differ from torchvision.io.decode_image",
+            )
+            expect_close(
+                target["boxes"], expected["boxes"], f"boxes of image {index}", hint="boxes are xyxy pixels"
+            )
+            expect(
+                target["boxes"].dtype == torch.float32, f"boxes must be float32, got {target['boxes'].dtype}"
+            )
+            expect(
+                torch.equal(target["labels"], expected["labels"]),
+                f"labels of image {index}: expected {expected['labels'].tolist()}, got {target['labels'].tolist()} "
+                "(category ids 1, 3 → labels 0, 1 once the placeholder is dropped)",
+            )
+            expect(
+                target["labels"].dtype == torch.int64, f"labels must be int64, got {target['labels'].dtype}"
+            )
             expect(int(target["image_id"]) == expected["image_id"], "image_id must be the COCO image id")

@@ -48,7 +48,9 @@ def test_every_registered_exercise_has_a_solution_region(solution):
     chapter_test_module(chapter)
     registered = {i for i in REGISTRY if int(i.split(".")[0]) == chapter and REGISTRY[i]}
     marked = set(exercise_owners(solution.read_text(), str(solution)))
-    assert registered == marked, f"tests for {sorted(registered - marked)}, regions without tests {sorted(marked - registered)}"
+    assert registered == marked, (
+        f"tests for {sorted(registered - marked)}, regions without tests {sorted(marked - registered)}"
+    )
     assert 3 <= len(marked) <= 6, f"{solution.name}: a chapter has 3–6 exercises, found {len(marked)}"
 
 
@@ -90,7 +92,10 @@ def test_load_exercises_keeps_definitions_only(tmp_path, capsys):
     [
         ("def f():\n    ### BEGIN SOLUTION Exercise 1.1 · f: x\n    return 1\n", "never closed"),
         ("def f():\n    pass\n    ### END SOLUTION\n", "without a matching"),
-        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n", "must carry the stub message"),
+        (
+            "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n",
+            "must carry the stub message",
+        ),
         ("### BEGIN SOLUTION Exercise 1.1 · f: x\nx = 1\n### END SOLUTION\n", "inside a top-level"),
     ],
 )
@@ -106,8 +111,12 @@ def _register_sample_tests():
     def test_doubles(impl):
         import torch
 
-        expect_close(impl.double(torch.tensor([1.0, 2.0])), torch.tensor([2.0, 4.0]), "doubled values",
-                     hint="multiply by two")
+        expect_close(
+            impl.double(torch.tensor([1.0, 2.0])),
+            torch.tensor([2.0, 4.0]),
+            "doubled values",
+            hint="multiply by two",
+        )
 
 
 def test_check_cell_reports_pass_todo_and_diagnosis(capsys):

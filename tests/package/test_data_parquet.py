@@ -1,0 +1,138 @@
+"""HFParquetDetection on parquet files written here in the schema of Francesco/halo-infinite-angel-videogame."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from detector.data import ARENA_CLASSES, CocoDetection, HFParquetDetection, eval_transforms
+
+SCHEMA = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        (
+            "objects",
+            pa.struct(
+                [
+                    ("id", pa.list_(pa.int64())),
+                    ("area", pa.list_(pa.int64())),
+                    ("bbox", pa.list_(pa.list_(pa.float32(), 4))),
+                    ("category", pa.list_(pa.int64())),
+                ]
+            ),
+        ),
+    ]
+)
+
+# (image_id, width, height, objects as (id, [x, y, w, h], category)); category 0 is the placeholder.
+ROWS = [
+    (7, 48, 32, [(100, [1, 2, 10, 12], 1), (101, [3, 4, 2, 2], 2), (102, [46, 20, 4, 4], 3)]),
+    (8, 32, 48, []),
+    (9, 40, 40, [(103, [30, 30, 20, 20], 4), (104, [5, 5, 0, 3], 1)]),
+]
+
+
+def png_bytes(width: int, height: int, seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_parquet(path: Path, rows=ROWS, image_bytes=None) -> Path:
+    records = []
+    for k, (image_id, width, height, objects) in enumerate(rows):
+        data = png_bytes(width, height, k) if image_bytes is None else image_bytes
+        records.append(
+            {
+                "image_id": image_id,
+                "image": {"bytes": data, "path": None},
+                "width": width,
+                "height": height,
+                "objects": {
+                    "id": [o[0] for o in objects],
+                    "area": [int(o[1][2] * o[1][3]) for o in objects],
+                    "bbox": [o[1] for o in objects],
+                    "category": [o[2] for o in objects],
+                },
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), path)
+    return path
+
+
+def write_same_as_coco(folder: Path) -> Path:
+    """The same rows as a Roboflow COCO export (an independent path to the expected samples)."""
+    folder.mkdir()
+    categories = [{"id": 0, "name": "players", "supercategory": "none"}]
+    categories += [{"id": k + 1, "name": n, "supercategory": "players"} for k, n in enumerate(ARENA_CLASSES)]
+    images, annotations = [], []
+    for k, (image_id, width, height, objects) in enumerate(ROWS):
+        (folder / f"{image_id}.png").write_bytes(png_bytes(width, height, k))
+        images.append({"id": image_id, "file_name": f"{image_id}.png", "width": width, "height": height})
+        annotations += [{"id": i, "image_id": image_id, "category_id": c, "bbox": b} for i, b, c in objects]
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    (folder / "_annotations.coco.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_same_samples_as_the_coco_export(tmp_path):
+    with pytest.warns(UserWarning, match="dropped 1 degenerate"):
+        ds = HFParquetDetection(write_parquet(tmp_path / "valid.parquet"))
+    with pytest.warns(UserWarning):
+        reference = CocoDetection(write_same_as_coco(tmp_path / "coco"))
+    assert ds.class_names == list(ARENA_CLASSES) == reference.class_names
+    assert len(ds) == len(reference) == 3
+    for i in range(3):
+        (img, target), (ref_img, ref_target) = ds[i], reference[i]
+        assert img.dtype == torch.uint8 and torch.equal(img, ref_img)
+        assert target["image_id"] == ref_target["image_id"]
+        torch.testing.assert_close(target["boxes"], ref_target["boxes"])
+        assert torch.equal(target["labels"], ref_target["labels"])
+    assert ds.report.dropped == {"degenerate": [104]} and ds.report.clipped == [102, 103]
+    assert ds.report.num_negatives == 1
+
+
+def test_labels_are_category_minus_one_and_placeholder_dropped(tmp_path):
+    rows = [(1, 20, 20, [(5, [1, 1, 4, 4], 0), (6, [2, 2, 4, 4], 4)])]
+    with pytest.warns(UserWarning, match="placeholder"):
+        ds = HFParquetDetection(write_parquet(tmp_path / "a.parquet", rows))
+    _, target = ds[0]
+    assert target["labels"].tolist() == [3] and ds.report.dropped == {"placeholder": [5]}
+    torch.testing.assert_close(target["boxes"], torch.tensor([[2.0, 2.0, 6.0, 6.0]]))
+
+
+def test_transforms(tmp_path):
+    with pytest.warns(UserWarning):
+        ds = HFParquetDetection(write_parquet(tmp_path / "a.parquet"), transforms=eval_transforms(64))
+    img, target = ds[0]
+    assert img.shape == (3, 64, 64) and target["letterbox"]["orig_size"] == (32, 48)
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        HFParquetDetection(tmp_path / "missing.parquet")
+    pq.write_table(pa.table({"image_id": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match=r"columns \['image', 'width', 'height', 'objects'\] missing"):
+        HFParquetDetection(tmp_path / "other.parquet")
+    rows = [(3, 20, 20, [(9, [1, 1, 4, 4], 5)])]
+    with pytest.raises(ValueError, match=r"row 0 \(image_id 3\), object id 9: category 5 outside 1..4"):
+        HFParquetDetection(write_parquet(tmp_path / "cat.parquet", rows))
+    names = ["a", "b", "c", "d", "e"]
+    assert HFParquetDetection(tmp_path / "cat.parquet", class_names=names)[0][1]["labels"].tolist() == [4]
+    corrupt = HFParquetDetection(
+        write_parquet(tmp_path / "bad.parquet", rows[:1] * 0 + [(4, 8, 8, [])], b"junk")
+    )
+    with pytest.raises(ValueError, match=r"bad.parquet: row 0 \(image_id 4\): cannot decode"):
+        corrupt[0]
