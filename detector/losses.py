@@ -1,0 +1,249 @@
+"""The training signal: classification, box and objectness/IoU losses on assigned targets (Chapter 7).
+
+:class:`DetectionLoss` runs the assigner on the model's (detached) predictions, then sums three terms, each
+normalised by the sum of the soft target scores (clamped at 1, as in YOLOv8/PP-YOLOE):
+
+- ``cls``: sigmoid focal loss (Lin et al. 2017) of ``cls_logits`` towards the soft targets over all points
+  (``varifocal``, Zhang et al. 2021, or plain ``bce`` selectable);
+- ``box``: an IoU-family loss (DIoU default; GIoU, CIoU) between a positive's predicted box and its GT,
+  weighted by its target score;
+- ``obj``: BCE (or focal) of ``obj_logits`` towards the detached IoU of each positive's predicted box with its
+  GT, and 0 for negatives: the head learns to predict the quality of its own box.
+
+The IoU-family and focal losses are :mod:`torchvision.ops`. Everything is computed in float32 with autocast
+off, so AMP training sees the same numbers.
+
+``recipe: seed`` reproduces the first notebook implementation whatever the other fields say: the per-level
+(FCOS) assigner, BCE on the one-hot classes of the positives only, DIoU box loss, focal objectness, weights
+cls/box/obj = 1/1/5 (see :data:`SEED_RECIPE`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import (
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+    sigmoid_focal_loss,
+)
+
+from detector.assigner import AssignResult, PerLevelAssigner, TaskAlignedAssigner
+from detector.boxes import aligned_box_iou, ltrb_to_xyxy
+from detector.config import AssignerConfig, LossConfig
+
+# VarifocalNet, Zhang et al. 2021, Sec. 3.2: negatives are down-weighted by alpha · p^gamma, alpha = 0.75.
+VARIFOCAL_ALPHA = 0.75
+BOX_LOSSES = {"diou": distance_box_iou_loss, "giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
+
+
+@dataclass(frozen=True)
+class LossRecipe:
+    """The resolved choices of a :class:`DetectionLoss` (``cls="bce_positives"`` only via the seed recipe)."""
+
+    cls: str
+    box: str
+    obj: str
+    cls_weight: float
+    box_weight: float
+    obj_weight: float
+    focal_gamma: float
+    focal_alpha: float
+
+
+# The first notebook implementation: per-level assignment, BCE on positives' one-hot classes, DIoU, focal
+# objectness (torchvision's default alpha 0.25, gamma 2), weights 1/1/5.
+SEED_RECIPE = LossRecipe("bce_positives", "diou", "focal", 1.0, 1.0, 5.0, focal_gamma=2.0, focal_alpha=0.25)
+
+
+class DetectionOutputs(Protocol):
+    """What the loss reads from the model's ``DetectorOutput`` (any object with these fields)."""
+
+    cls_logits: Tensor  # [B, N, C]
+    box_ltrb: Tensor  # [B, N, 4] pixels, >= 0
+    obj_logits: Tensor  # [B, N, 1]
+    points: Tensor  # [N, 2]
+    strides: Tensor  # [N]
+
+
+class LossOutput(NamedTuple):
+    """Result of :class:`DetectionLoss`.
+
+    Attributes:
+        total: 0-dim float32, ``sum(components.values())``; backpropagate this.
+        components: ``{"cls", "box", "obj"}`` weighted terms, detached (for logging).
+        num_positives: 0-dim int64, positive points in the batch.
+        num_unassigned_gts: 0-dim int64, real GTs that got no positive point.
+        assignment: the assigner's result (targets per point), e.g. for assignment maps.
+    """
+
+    total: Tensor
+    components: dict[str, Tensor]
+    num_positives: Tensor
+    num_unassigned_gts: Tensor
+    assignment: AssignResult
+
+
+def resolve_recipe(config: LossConfig) -> LossRecipe:
+    """The loss choices a config stands for: :data:`SEED_RECIPE` for ``recipe: seed``, else its fields."""
+    if config.recipe == "seed":
+        return SEED_RECIPE
+    return LossRecipe(
+        config.cls, config.box, config.obj, config.cls_weight, config.box_weight, config.obj_weight,
+        config.focal_gamma, config.focal_alpha,
+    )  # fmt: skip
+
+
+def build_assigner(
+    num_classes: int, config: LossConfig | AssignerConfig
+) -> TaskAlignedAssigner | PerLevelAssigner:
+    """The assigner of a loss config (``recipe: seed`` → per-level) or of an assigner config (its ``kind``)."""
+    assigner_config = config.assigner if isinstance(config, LossConfig) else config
+    if isinstance(config, LossConfig) and config.recipe == "seed":
+        return PerLevelAssigner(num_classes, memory_budget_mb=assigner_config.memory_budget_mb)
+    if assigner_config.kind == "per_level":
+        return PerLevelAssigner(
+            num_classes,
+            center_radius=assigner_config.center_radius,
+            memory_budget_mb=assigner_config.memory_budget_mb,
+        )
+    return TaskAlignedAssigner(
+        num_classes,
+        topk=assigner_config.topk,
+        alpha=assigner_config.alpha,
+        beta=assigner_config.beta,
+        center_radius=assigner_config.center_radius,
+        memory_budget_mb=assigner_config.memory_budget_mb,
+    )
+
+
+def varifocal_loss(
+    logits: Tensor, targets: Tensor, alpha: float = VARIFOCAL_ALPHA, gamma: float = 2.0
+) -> Tensor:
+    """Varifocal loss (Zhang et al. 2021), elementwise.
+
+    Args:
+        logits: ``[...]`` float32 class logits.
+        targets: ``[...]`` soft targets ``q`` in ``[0, 1]`` (the IoU-aware score; 0 for negatives).
+
+    Returns:
+        ``[...]``: ``BCE(p, q) · q`` where ``q > 0``, ``BCE(p, 0) · alpha · p^gamma`` elsewhere.
+    """
+    prob = logits.sigmoid()
+    weight = torch.where(targets > 0, targets, alpha * prob.pow(gamma))
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weight
+
+
+class DetectionLoss(nn.Module):
+    """Assign targets, then ``total = w_cls · cls + w_box · box + w_obj · obj`` (Chapter 7).
+
+    The assigner sees ``pred_scores = sigmoid(cls_logits)`` (objectness is not folded in; it is trained to
+    predict IoU, not to rank the assignment) and the decoded boxes, both detached.
+
+    Args:
+        num_classes: ``C``.
+        config: the loss section of the config; ``recipe: seed`` overrides every other field.
+    """
+
+    def __init__(self, num_classes: int, config: LossConfig | None = None) -> None:
+        super().__init__()
+        config = config or LossConfig()
+        self.num_classes = num_classes
+        self.recipe = resolve_recipe(config)
+        self.assigner = build_assigner(num_classes, config)
+
+    def forward(
+        self, outputs: DetectionOutputs, gt_labels: Tensor, gt_boxes: Tensor, gt_mask: Tensor
+    ) -> LossOutput:
+        """Loss of a batch.
+
+        Args:
+            outputs: ``cls_logits [B, N, C]``, ``box_ltrb [B, N, 4]`` (pixels), ``obj_logits [B, N, 1]``,
+                ``points [N, 2]``, ``strides [N]`` (the model's ``DetectorOutput``); any float dtype.
+            gt_labels: ``[B, M]`` int64.
+            gt_boxes: ``[B, M, 4]`` xyxy pixels.
+            gt_mask: ``[B, M]`` bool, False for padding.
+
+        Returns:
+            :class:`LossOutput`; finite and connected to the graph even when the batch has no positive.
+        """
+        with torch.autocast(device_type=outputs.cls_logits.device.type, enabled=False):
+            cls_logits = outputs.cls_logits.float()
+            obj_logits = outputs.obj_logits.float().squeeze(-1)  # [B, N]
+            pred_boxes = ltrb_to_xyxy(outputs.points.float(), outputs.box_ltrb.float())  # [B, N, 4]
+            assigned = self.assigner(
+                cls_logits.detach().sigmoid(), pred_boxes.detach(), outputs.points.float(),
+                gt_labels, gt_boxes.float(), gt_mask, outputs.strides.float(),
+            )  # fmt: skip
+            target_scores = assigned.scores  # [B, N, C]
+            normaliser = target_scores.sum().clamp(min=1.0)
+            fg_mask = assigned.fg_mask
+            terms = {
+                "cls": self.cls_loss(cls_logits, assigned),
+                "box": self.box_loss(
+                    pred_boxes[fg_mask], assigned.boxes[fg_mask], target_scores[fg_mask].sum(-1)
+                ),
+                "obj": self.obj_loss(obj_logits, pred_boxes, assigned),
+            }
+            weights = {
+                "cls": self.recipe.cls_weight,
+                "box": self.recipe.box_weight,
+                "obj": self.recipe.obj_weight,
+            }
+            weighted = {name: weights[name] * term / normaliser for name, term in terms.items()}
+            total = weighted["cls"] + weighted["box"] + weighted["obj"]
+        return LossOutput(
+            total=total,
+            components={name: value.detach() for name, value in weighted.items()},
+            num_positives=fg_mask.sum(),
+            num_unassigned_gts=assigned.num_unassigned_gts,
+            assignment=assigned,
+        )
+
+    def cls_loss(self, cls_logits: Tensor, assigned: AssignResult) -> Tensor:
+        """Summed classification loss ``[]`` of ``cls_logits [B, N, C]`` against ``assigned.scores``."""
+        recipe = self.recipe
+        if recipe.cls == "focal":
+            return sigmoid_focal_loss(
+                cls_logits,
+                assigned.scores,
+                alpha=recipe.focal_alpha,
+                gamma=recipe.focal_gamma,
+                reduction="sum",
+            )
+        if recipe.cls == "varifocal":
+            return varifocal_loss(cls_logits, assigned.scores, gamma=recipe.focal_gamma).sum()
+        if recipe.cls == "bce":
+            return F.binary_cross_entropy_with_logits(cls_logits, assigned.scores, reduction="sum")
+        # "bce_positives" (seed): one-hot classes of the positives only.
+        fg_mask = assigned.fg_mask
+        one_hot = F.one_hot(assigned.labels[fg_mask], self.num_classes + 1)[:, : self.num_classes].float()
+        return F.binary_cross_entropy_with_logits(cls_logits[fg_mask], one_hot, reduction="sum")
+
+    def box_loss(self, pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor) -> Tensor:
+        """Summed IoU-family loss ``[]`` of the positives' ``pred_boxes [P, 4]`` vs ``target_boxes [P, 4]``.
+
+        Each term is weighted by the positive's target score ``weights [P]``; 0 (still in the graph) for
+        ``P = 0``.
+        """
+        losses = BOX_LOSSES[self.recipe.box](pred_boxes, target_boxes, reduction="none")
+        return (losses * weights).sum()
+
+    def obj_loss(self, obj_logits: Tensor, pred_boxes: Tensor, assigned: AssignResult) -> Tensor:
+        """Summed objectness loss ``[]``: ``obj_logits [B, N]`` towards the detached IoU of positives, 0 elsewhere."""
+        with torch.no_grad():
+            iou_targets = aligned_box_iou(pred_boxes, assigned.boxes) * assigned.fg_mask  # [B, N]
+        if self.recipe.obj == "focal":
+            return sigmoid_focal_loss(
+                obj_logits,
+                iou_targets,
+                alpha=self.recipe.focal_alpha,
+                gamma=self.recipe.focal_gamma,
+                reduction="sum",
+            )
+        return F.binary_cross_entropy_with_logits(obj_logits, iou_targets, reduction="sum")
