@@ -1,0 +1,371 @@
+# %% [markdown]
+# # Chapter 4 · The heads
+#
+# The neck (Chapter 3) gives three maps `P3, P4, P5` of `width` channels. The **head** turns every cell of every
+# level — every *point* — into three predictions:
+#
+# - `cls_logits [B, N, C]`: one logit per class (independent sigmoids, not a softmax: "nothing" is all low),
+# - `box_ltrb [B, N, 4]`: distances from the point to the left, top, right and bottom sides of its box, in
+#   pixels (Chapter 5 turns them into boxes),
+# - `obj_logits [B, N, 1]`: how good the point's own box is — an objectness / predicted-IoU score.
+#
+# In this chapter you will build
+#
+# 1. the **prior-probability bias** that makes every initial score equal a small `π`, and derive it,
+# 2. the **flattening** of per-level maps `[B, K, H_l, W_l]` into `[B, N, K]`, in the order of the grid points,
+# 3. a conv **tower** whose weights are shared by the levels but whose BatchNorm is not,
+# 4. the **decoupled head**: a classification tower and a regression tower, with the objectness branch on the
+#    regression tower.
+#
+# Vocabulary: `N = Σ_l H_l · W_l` points over all levels; `C = num_classes`; `π = prior_prob`.
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import sigmoid_focal_loss
+
+from course import arena_dir, check
+from detector.boxes import make_points
+from detector.data import CocoDetection, eval_transforms
+from detector.model import Backbone, DecoupledHead, FpnPan
+from detector.model.head import PRED_INIT_STD, _flatten, _SharedTower
+
+torch.manual_seed(0)
+arena = arena_dir()
+image, target = CocoDetection(arena / "train", transforms=eval_transforms(320))[2]  # uint8 [3, 320, 320]
+
+# %% [markdown]
+# ## 1. The prior-probability bias
+#
+# A 320-pixel image has `40² + 20² + 10² = 2100` points and a handful of objects: almost every (point, class)
+# pair is background. A freshly initialised last layer outputs logits near 0, i.e. probabilities near 0.5 for
+# all of them — the network starts out claiming an object of every class everywhere, and the loss of those
+# thousands of easy negatives swamps the few positives in the first steps (training can even diverge).
+#
+# RetinaNet's fix (Lin et al. 2017): initialise the bias `b` of the classification conv so that every initial
+# probability is a small prior `π` (0.01). The weights start tiny (std 0.01), so the logit is ≈ `b`, and
+#
+# $$\sigma(b) = \frac{1}{1 + e^{-b}} = \pi \iff e^{-b} = \frac{1 - \pi}{\pi} \iff
+# b = -\log\frac{1 - \pi}{\pi}.$$
+#
+# For `π = 0.01`, `b = -log 99 ≈ -4.595`.
+#
+# **Exercise 4.1** — write `prior_bias(prior_prob)`.
+
+
+# %%
+def prior_bias(prior_prob: float) -> float:
+    """The bias ``b`` with ``sigmoid(b) = prior_prob`` (RetinaNet's prior-probability initialisation).
+
+    Args:
+        prior_prob: ``π`` in ``(0, 1)``.
+
+    Returns:
+        ``b = -log((1 - π) / π)``, a Python float.
+    """
+    ### BEGIN SOLUTION Exercise 4.1 · prior_bias: solve sigmoid(b) = π for b
+    return -math.log((1.0 - prior_prob) / prior_prob)
+    ### END SOLUTION
+
+
+# %%
+prior_bias = check("4.1", prior_bias, fallback=lambda p: -math.log((1 - p) / p))
+print(
+    f"prior_bias(0.01) = {prior_bias(0.01):.4f}, sigmoid of it = {torch.sigmoid(torch.tensor(prior_bias(0.01))):.4f}"
+)
+
+# %% [markdown]
+# ## 2. Flattening the levels
+#
+# The head predicts per level, as maps `[B, K, H_l, W_l]` (`K = C`, 4 or 1). The assigner and the losses want
+# one row per point: `[B, N, K]`. The order of the rows must be **the order of the grid points** of Chapter 5
+# (`detector.boxes.make_points`): level by level (stride 8 first), and within a level row by row (row-major:
+# `k = i · W_l + j` for cell row `i`, column `j`). Row `k` of the predictions then belongs to `points[k]`.
+#
+# The classic mistake is `m.reshape(B, -1, K)` straight from `[B, K, H, W]`: it has the right shape and mixes
+# channels with positions. Move the channel axis last first.
+#
+# **Exercise 4.2** — write `flatten_levels(maps)`.
+
+
+# %%
+def flatten_levels(maps: list[Tensor]) -> Tensor:
+    """Per-level maps → one row per point, in ``make_points`` order.
+
+    Args:
+        maps: ``L`` tensors ``[B, K, H_l, W_l]``, fine to coarse.
+
+    Returns:
+        ``[B, N, K]`` with ``N = Σ H_l · W_l``: levels in order, row-major within a level
+        (``out[b, offset_l + i · W_l + j] = maps[l][b, :, i, j]``).
+    """
+    ### BEGIN SOLUTION Exercise 4.2 · flatten_levels: per level permute(0, 2, 3, 1) to [B, H, W, K], reshape to [B, H·W, K]; torch.cat over levels on dim 1
+    rows = [m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps]  # [B, H_l·W_l, K] each
+    return torch.cat(rows, dim=1)
+    ### END SOLUTION
+
+
+# %%
+flatten_levels = check("4.2", flatten_levels, fallback=_flatten)
+
+# %% [markdown]
+# A visual proof of the order: write each cell's own centre `((j + 0.5)·s, (i + 0.5)·s)` into a two-channel map,
+# flatten, and compare with the grid points.
+
+# %%
+sizes, strides = [(4, 4), (2, 2), (1, 1)], [8, 16, 32]
+maps = []
+for (height, width), stride in zip(sizes, strides, strict=True):
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    maps.append(torch.stack(((xs + 0.5) * stride, (ys + 0.5) * stride))[None].float())  # [1, 2, H, W]
+points, _ = make_points(sizes, strides)
+flat = flatten_levels(maps)[0]  # [N, 2]
+print("flattened centres == make_points:", torch.equal(flat, points), f"({len(points)} points)")
+
+# %% [markdown]
+# ## 3. A tower shared by the levels
+#
+# Objects of every size should be recognised by the same features, so one set of conv weights serves all levels
+# (FCOS, RetinaNet) — it also means every level trains the same convs, with three times the data. But
+# **BatchNorm** should not be shared: the statistics of P3 (fine, many cells) and P5 (coarse) differ, and a
+# BatchNorm shared by levels normalises each level with its own batch statistics in training but with a running
+# average of all levels in eval mode — the model you evaluate is not the one you trained. So: shared convs, one
+# BatchNorm per (level, conv) (as in EfficientDet).
+#
+# **Exercise 4.3** — write `SharedTower`: `num_convs` blocks 3×3 conv (no bias) → BatchNorm of *this level* →
+# SiLU. Names: `convs` (a `ModuleList` of `num_convs` convs), `norms` (a `ModuleList` with one `ModuleList` of
+# `num_convs` BatchNorms per level), `act`.
+
+
+# %%
+class SharedTower(nn.Module):
+    """``num_convs`` 3×3 conv → BatchNorm → SiLU blocks; conv weights shared by all levels, BatchNorm per level.
+
+    Args:
+        width: channels in and out.
+        num_convs: blocks in the tower.
+        num_levels: ``L``.
+
+    Attributes:
+        convs: ``nn.ModuleList`` of ``num_convs`` ``Conv2d(width, width, 3, padding=1, bias=False)``.
+        norms: ``nn.ModuleList`` of ``L`` ``nn.ModuleList``\\ s of ``num_convs`` ``BatchNorm2d(width)``.
+        act: ``nn.SiLU()``.
+
+    ``forward(x, level)``: ``[B, width, H, W]`` of level ``level`` → ``[B, width, H, W]``.
+    """
+
+    def __init__(self, width: int, num_convs: int, num_levels: int) -> None:
+        super().__init__()
+        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: convs = ModuleList of num_convs convs; norms = ModuleList over levels of ModuleList of num_convs BatchNorm2d; act = SiLU
+        self.convs = nn.ModuleList(
+            nn.Conv2d(width, width, 3, padding=1, bias=False) for _ in range(num_convs)
+        )
+        self.norms = nn.ModuleList(
+            nn.ModuleList(nn.BatchNorm2d(width) for _ in range(num_convs)) for _ in range(num_levels)
+        )
+        self.act = nn.SiLU()
+        ### END SOLUTION
+
+    def forward(self, x: Tensor, level: int) -> Tensor:
+        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: for k, x = act(norms[level][k](convs[k](x)))
+        for conv, norm in zip(self.convs, self.norms[level], strict=True):
+            x = self.act(norm(conv(x)))  # the same conv for every level, this level's BatchNorm
+        return x
+        ### END SOLUTION
+
+
+# %%
+SharedTower = check("4.3", SharedTower, fallback=_SharedTower)
+
+# %% [markdown]
+# ## 4. The decoupled head
+#
+# YOLOv3 predicted classes and boxes with one conv on one feature map. YOLOX (Ge et al. 2021) showed that the two
+# tasks pull the features in different directions — classification wants features that are invariant to small
+# shifts, regression wants features that change with them — and **decoupled** them: a classification tower and a
+# regression tower. The objectness / IoU branch asks "how good is my box?", a localisation question, so it sits
+# on the **regression** tower.
+#
+# Per level `l` with stride `s_l`:
+#
+# - `cls = cls_pred(cls_tower(P_l))` — `C` channels, bias `b(π)`;
+# - `ltrb = softplus(scale_l · box_pred(reg_tower(P_l))) · s_l` — 4 channels, in pixels. The network predicts
+#   distances in units of the stride (a P5 cell is 4× larger than a P3 cell), a learnable `scale_l` per level
+#   lets each level adjust its range (FCOS), and softplus keeps them ≥ 0 without the float16 overflow of FCOS's
+#   `exp` (`exp(x)` overflows float16 for `x > 11.1`);
+# - `obj = obj_pred(reg_tower(P_l))` — 1 channel, bias `b(π)`.
+#
+# The prediction convs are 3×3 with bias, weights drawn from `N(0, 0.01²)` so that the initial logits are the
+# biases; the box bias starts at 0. All outputs are float32 and flattened with `flatten_levels`.
+#
+# **Exercise 4.4** — write `Head`. Names: `cls_tower`, `reg_tower` (`SharedTower`s), `cls_pred`, `box_pred`,
+# `obj_pred`, `scales` (an `nn.Parameter` of `L` ones) — those of the package's `DecoupledHead`, so the check can
+# copy its weights into yours and compare.
+
+
+# %%
+class Head(nn.Module):
+    """Decoupled head: classification, box (ltrb, pixels) and objectness predictions for every point.
+
+    Args:
+        width: channels of the neck's maps.
+        num_classes: ``C``.
+        num_levels: ``L``.
+        num_convs: blocks per tower.
+        prior_prob: ``π``, the initial probability of every class and of objectness.
+        strides: stride of each level in pixels; default ``8 · 2^l``.
+
+    ``forward(features)``: ``L`` maps ``[B, width, H_l, W_l]`` → ``(cls_logits [B, N, C], box_ltrb [B, N, 4] ≥ 0
+    in pixels, obj_logits [B, N, 1])``, float32, rows in ``make_points`` order.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        num_classes: int,
+        num_levels: int,
+        num_convs: int = 2,
+        prior_prob: float = 0.01,
+        strides: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.strides = list(strides) if strides is not None else [8 * 2**level for level in range(num_levels)]
+        ### BEGIN SOLUTION Exercise 4.4 · Head: two SharedTowers; three 3×3 prediction convs (C, 4, 1 channels) with weights ~ N(0, 0.01²); cls and obj biases = prior_bias(π), box bias 0; scales = nn.Parameter(torch.ones(L))
+        self.cls_tower = SharedTower(width, num_convs, num_levels)
+        self.reg_tower = SharedTower(width, num_convs, num_levels)
+        self.cls_pred = nn.Conv2d(width, num_classes, 3, padding=1)
+        self.box_pred = nn.Conv2d(width, 4, 3, padding=1)
+        self.obj_pred = nn.Conv2d(width, 1, 3, padding=1)
+        self.scales = nn.Parameter(torch.ones(num_levels))
+        for conv in (self.cls_pred, self.box_pred, self.obj_pred):
+            nn.init.normal_(conv.weight, std=PRED_INIT_STD)
+        nn.init.constant_(self.cls_pred.bias, prior_bias(prior_prob))
+        nn.init.constant_(self.obj_pred.bias, prior_bias(prior_prob))
+        nn.init.zeros_(self.box_pred.bias)
+        ### END SOLUTION
+
+    def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        ### BEGIN SOLUTION Exercise 4.4 · Head: per level run both towers; cls from the cls tower, box and obj from the reg tower; ltrb = softplus(scales[l] · box) · strides[l]; flatten_levels each list
+        cls_maps, box_maps, obj_maps = [], [], []
+        for level, x in enumerate(features):  # x: [B, width, H_l, W_l]
+            cls_features = self.cls_tower(x, level)
+            reg_features = self.reg_tower(x, level)
+            cls_maps.append(self.cls_pred(cls_features).float())  # [B, C, H_l, W_l]
+            raw = self.box_pred(reg_features).float() * self.scales[level]  # [B, 4, H_l, W_l], stride units
+            box_maps.append(F.softplus(raw) * self.strides[level])  # pixels, ≥ 0
+            obj_maps.append(self.obj_pred(reg_features).float())  # [B, 1, H_l, W_l]
+        return flatten_levels(cls_maps), flatten_levels(box_maps), flatten_levels(obj_maps)
+        ### END SOLUTION
+
+
+# %%
+Head = check("4.4", Head, fallback=DecoupledHead)
+
+# %% [markdown]
+# ## 5. The initial scores, with and without the prior
+#
+# The arena image through a (random) backbone, the neck of Chapter 3, and two heads that differ only in the
+# biases of `cls_pred` and `obj_pred`: the prior `b(0.01)`, or PyTorch's default (≈ 0). With the prior every
+# score starts near 0.01; without it, near 0.5.
+
+# %%
+backbone = Backbone("resnet18", out_indices=(2, 3, 4)).eval()
+neck = FpnPan(backbone.channels, 64).eval()
+head = Head(64, num_classes=4, num_levels=3, strides=backbone.strides).eval()
+no_prior = Head(64, num_classes=4, num_levels=3, strides=backbone.strides).eval()
+no_prior.load_state_dict(head.state_dict())
+with torch.no_grad():
+    no_prior.cls_pred.bias.zero_()
+    no_prior.obj_pred.bias.zero_()
+    mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+    features = neck(backbone((image[None].float() / 255 - mean) / std))
+    outputs = {"prior π = 0.01": head(features), "bias 0": no_prior(features)}
+
+cls_logits, box_ltrb, obj_logits = outputs["prior π = 0.01"]
+print(
+    f"cls_logits {tuple(cls_logits.shape)}, box_ltrb {tuple(box_ltrb.shape)}, obj_logits {tuple(obj_logits.shape)}"
+)
+
+# %% [markdown]
+# What the initial scores do to the first loss. Suppose every point is background (the dozen positives hardly
+# change the sums): the binary cross-entropy of a score `p` against 0 is `-log(1 - p)`, summed over all `N · C`
+# pairs and divided by the number of objects (the usual normaliser). Focal loss (Chapter 7) multiplies each term
+# by `α_t (1 - p_t)^γ` (`α = 0.25`, `γ = 2`) and so damps *easy* negatives — but at `p = 0.5` no negative is easy
+# yet. For scale, the dashed lines show what one positive costs at the initial score.
+
+# %%
+num_objects = len(target["boxes"])
+losses = {}
+for name, (cls_logits, _, _) in outputs.items():
+    zeros = torch.zeros_like(cls_logits)
+    losses[name] = {
+        "BCE": F.binary_cross_entropy_with_logits(cls_logits, zeros, reduction="sum").item() / num_objects,
+        "focal": sigmoid_focal_loss(cls_logits, zeros, alpha=0.25, gamma=2.0, reduction="sum").item()
+        / num_objects,
+    }
+positive_cost = {  # one positive at the initial score p = π: BCE -log p, focal α (1 - p)^γ (-log p)
+    "BCE": -math.log(0.01),
+    "focal": 0.25 * (1 - 0.01) ** 2 * -math.log(0.01),
+}
+
+fig, (ax_scores, ax_loss) = plt.subplots(1, 2, figsize=(13, 3.8))
+bins = torch.linspace(-0.005, 1.005, 102).numpy()  # bins of width 0.01 centred on 0, 0.01, …, 1
+for (name, (cls_logits, _, _)), color in zip(outputs.items(), ("tab:blue", "tab:red"), strict=True):
+    scores = torch.sigmoid(cls_logits).flatten()
+    ax_scores.hist(scores.numpy(), bins=bins, color=color, label=f"{name}: mean {scores.mean():.3f}")
+ax_scores.set_xlabel(f"initial class score sigmoid(cls_logit), {cls_logits.numel()} (point, class) pairs")
+ax_scores.set_ylabel("pairs")
+ax_scores.legend()
+positions = torch.arange(2)
+for offset, (name, color) in enumerate(zip(outputs, ("tab:blue", "tab:red"), strict=True)):
+    values = [losses[name]["BCE"], losses[name]["focal"]]
+    ax_loss.bar(positions + 0.38 * offset, values, width=0.36, color=color, label=name)
+    for x, value in zip(positions + 0.38 * offset, values, strict=True):
+        ax_loss.text(x, value, f"{value:.3g}", ha="center", va="bottom", fontsize=8)
+for x, kind in enumerate(("BCE", "focal")):
+    ax_loss.hlines(positive_cost[kind], x - 0.2, x + 0.58, colors="black", linestyles="dashed")
+ax_loss.set_xticks(positions + 0.19, ["BCE", "focal"])
+ax_loss.set_yscale("log")
+ax_loss.set_ylim(top=30 * max(v for loss in losses.values() for v in loss.values()))
+ax_loss.set_ylabel(f"background loss / {num_objects} objects")
+ax_loss.set_title("initial loss of the all-background targets (dashed: one positive)")
+ax_loss.legend(loc="upper right", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without the prior, the background costs about a hundred times what a positive costs, with BCE and with focal
+# loss alike, and the first gradient steps mostly teach "everything is background". With the prior, the BCE of the
+# background is comparable to one or two positives, and under focal loss the negatives are *easy from the first
+# step* — their loss is negligible, and the gradients of the first steps go to the positives.
+#
+# ## What the package does differently
+#
+# - `detector.model.DecoupledHead` is this head; your state_dict loads into it unchanged. It checks `prior_prob`
+#   and the number of levels and strides, and names the mismatch.
+# - Its outputs are float32 also under autocast (mixed precision): the prediction convs may run in bfloat16, the
+#   softplus, the stride scaling and everything after it do not.
+# - `detector.model.Detector` chains backbone, neck and head, normalises raw images itself and returns the grid
+#   points with the predictions (`DetectorOutput`), so that the row order of this chapter is never recomputed by hand.
+#
+# ## Summary
+#
+# The head predicts, per point, `C` class logits, 4 box distances and an objectness logit. Classification and
+# regression get separate towers (decoupled), objectness sits on the regression tower; conv weights are shared by
+# the levels, BatchNorm is per level. The biases start at `-log((1 - π) / π)` so every initial score is `π`, which
+# keeps thousands of easy negatives from swamping the first steps. Per-level maps are flattened level by level,
+# row-major — the order of the grid points.
+#
+# ## Open questions
+#
+# 1. The class scores are independent sigmoids, not a softmax. What would a softmax with a "background" class
+#    change for an enemy-head inside an enemy box?
+# 2. Why does a box distance predicted in units of the stride (then × `s_l`) train better than one predicted in
+#    pixels directly?
+# 3. YOLOv8 replaces the objectness branch by a classification target that *is* the IoU (the TAL soft targets of
+#    Chapter 6). What is lost and what is gained by dropping the separate branch?
