@@ -33,7 +33,7 @@ def make_points(
     if len(feature_sizes) != len(strides):
         raise ValueError(f"{len(feature_sizes)} feature sizes but {len(strides)} strides")
     all_points, all_strides = [], []
-    for (height, width), stride in zip(feature_sizes, strides):
+    for (height, width), stride in zip(feature_sizes, strides, strict=True):
         ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * stride
         xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * stride
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")

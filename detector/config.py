@@ -68,7 +68,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     pretrained: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [2, 3, 4])
-    freeze: Union[Literal["none", "all"], int] = "none"
+    freeze: Literal["none", "all"] | int = "none"
     neck_width: int = 96
     head_convs: int = 2
     prior_prob: float = 0.01

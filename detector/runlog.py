@@ -1,0 +1,128 @@
+"""What a training run writes besides checkpoints: per-epoch logs, TensorBoard scalars, ``curves.png``.
+
+Files in the run directory (only the main process writes):
+
+- ``metrics.jsonl``: one JSON object per epoch (train loss components, lr, throughput, validation metrics);
+- ``metrics.csv``: the same rows as a table (columns fixed by the first row);
+- ``curves.png``: train loss per step and per epoch, validation mAP and mAP50, redrawn every epoch;
+- ``events.out.tfevents.*``: TensorBoard scalars, when ``tensorboard`` is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure  # no pyplot: drawing files must not touch a notebook's backend
+
+CURVE_SMOOTHING = (
+    0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's default 0.6-0.99)
+)
+
+
+def _scalar_items(record: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class RunLogger:
+    """Appends per-epoch records and redraws the curves; safe to re-open on resume (appends)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path = self.run_dir / "metrics.jsonl"
+        self.csv_path = self.run_dir / "metrics.csv"
+        self.curves_path = self.run_dir / "curves.png"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is an optional extra (pip install detector[logging])
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(log_dir=str(self.run_dir))
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"train_step/{key}", value, step)
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (a flat dict of numbers/strings) to the JSONL and CSV logs and TensorBoard."""
+        with self.jsonl_path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        new_file = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as file:
+            if new_file:
+                self._csv_columns = list(record)
+            else:
+                with self.csv_path.open() as existing:
+                    self._csv_columns = next(csv.reader(existing))
+            writer = csv.DictWriter(file, fieldnames=self._csv_columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(record)
+        if self.writer is not None:
+            for key, value in _scalar_items(record).items():
+                if key not in ("epoch", "step"):
+                    self.writer.add_scalar(f"epoch/{key}", value, record["epoch"])
+            self.writer.flush()
+
+    def draw_curves(self, step_log: list[dict[str, float]], history: list[dict[str, Any]]) -> None:
+        """``curves.png``: loss per step (raw + smoothed) and per epoch; validation mAP and mAP50."""
+        step_losses = [entry["loss"] for entry in step_log]
+        figure = Figure(figsize=(11, 4))
+        loss_axis, map_axis = figure.subplots(1, 2)
+        if step_losses:
+            steps = list(range(1, len(step_losses) + 1))
+            loss_axis.plot(steps, step_losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="per step")
+            smoothed, average = [], step_losses[0]
+            for value in step_losses:
+                average = (
+                    CURVE_SMOOTHING * average + (1 - CURVE_SMOOTHING) * value
+                    if math.isfinite(value)
+                    else average
+                )
+                smoothed.append(average)
+            loss_axis.plot(steps, smoothed, color="tab:blue", label=f"per step (EMA {CURVE_SMOOTHING})")
+        epochs = [r for r in history if "loss" in r]
+        if epochs:
+            loss_axis.plot(
+                [r["step"] for r in epochs],
+                [r["loss"] for r in epochs],
+                "o-",
+                color="tab:orange",
+                label="epoch mean",
+            )
+        loss_axis.set(xlabel="step", ylabel="train loss", title="Training loss")
+        loss_axis.set_yscale("log")
+        loss_axis.legend()
+        evaluated = [r for r in history if "val_map" in r]
+        if evaluated:
+            x = [r["epoch"] for r in evaluated]
+            map_axis.plot(x, [r["val_map"] for r in evaluated], "o-", label="mAP@[.5:.95]")
+            map_axis.plot(x, [r["val_map_50"] for r in evaluated], "s-", label="mAP@0.5")
+            map_axis.legend()
+        map_axis.set(xlabel="epoch", ylabel="mAP", title="Validation (EMA weights)", ylim=(0, 1))
+        map_axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(self.curves_path, dpi=100)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def format_results(metrics: dict[str, Any], class_names: list[str], title: str = "Validation") -> str:
+    """The final table: mAP, mAP50, mAP75 (and by size), then AP and AP50 per class."""
+    lines = [title, f"{'mAP':>8} {'mAP50':>8} {'mAP75':>8} {'small':>8} {'medium':>8} {'large':>8}"]
+    keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
+    lines.append(" ".join(f"{metrics[k]:8.4f}" for k in keys))
+    width = max(len("class"), *(len(name) for name in class_names))
+    lines.append(f"{'class':<{width}} {'AP':>8} {'AP50':>8}")
+    for name, ap, ap50 in zip(class_names, metrics["per_class_ap"], metrics["per_class_ap50"], strict=True):
+        lines.append(f"{name:<{width}} {ap:8.4f} {ap50:8.4f}")
+    return "\n".join(lines)
