@@ -115,7 +115,7 @@ class Runner:
         self.scheduler = build_scheduler(
             self.optimizer, train.epochs * self.steps_per_epoch, train.warmup_steps, train.min_lr_ratio
         )
-        self.amp_dtype = _amp_dtype(self.device, train.amp)
+        self.amp_dtype = _amp_dtype(self.device, train.amp, train.cpu_bf16)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, train.ema_decay, train.ema_warmup_steps) if train.ema else None
         self.train_model: nn.Module = self.model
@@ -411,11 +411,20 @@ class Runner:
             print(text, flush=True)
 
 
-def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 (with a grad scaler); no autocast on CPU/MPS."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def _amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The autocast dtype, or ``None`` for full fp32.
+
+    CUDA (``train.amp``): bf16 where the GPU supports it, else fp16 (with a grad scaler). CPU
+    (``train.cpu_bf16``): bf16 only where oneDNN has native bf16 kernels (AVX512-BF16 or AMX) — there it
+    halves the step time; elsewhere bf16 is emulated and slower, so the run stays in fp32.
+    """
+    if device.type == "cuda":
+        if not enabled:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _free_run_dir(config: Config) -> Path:

@@ -273,3 +273,12 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
     assert [p.shape for p in decay["params"]] == [model[0].weight.shape] and decay["weight_decay"] == 0.1
     assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias)}
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16():
+    from detector.engine import _amp_dtype
+
+    cpu = torch.device("cpu")
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert _amp_dtype(cpu, enabled=True, cpu_bf16=True) == (torch.bfloat16 if native else None)
+    assert _amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
