@@ -28,9 +28,11 @@ from detector.boxes import aligned_box_iou, xyxy_to_ltrb
 TOOD_TOPK = 13
 TOOD_ALPHA = 1.0
 TOOD_BETA = 6.0
-# Bytes per (image, GT, point) triple of the dense intermediates (candidate masks, the alignment key, the
-# top-k masks); measured peak ~12 B (benchmarks/bench_assigner.py: ~50 MB for 4.0 M triples), doubled for safety.
-BYTES_PER_TRIPLE = 24
+# Peak bytes per (image, GT, point) triple of a chunk. Typical scenes need ~12 B (the dense candidate mask,
+# alignment key and top-k masks; benchmarks/bench_assigner.py: ~50 MB for 4.0 M triples), but every candidate
+# also costs its indices, gathered boxes and IoU temporaries: measured 126 B when every point is a candidate
+# of every GT (300 image-sized GTs on a 640-px image). The budget holds for that worst case.
+BYTES_PER_TRIPLE = 128
 # FCOS, Tian et al. 2019, Sec. 3.2: level l takes the GTs whose largest ltrb distance m_l satisfies
 # m_{l-1} < max(l, t, r, b) <= m_l with m_l = 8 · stride_l (64, 128, 256, 512 for strides 8..64).
 FCOS_RANGE_PER_STRIDE = 8.0

@@ -79,11 +79,14 @@ def aligned_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-9) -> Tensor
         boxes1, boxes2: ``[..., 4]`` xyxy, broadcastable.
 
     Returns:
-        ``[...]`` IoU in ``[0, 1]``; 0 for degenerate pairs.
+        ``[...]`` IoU in ``[0, 1]`` in the inputs' dtype; 0 for degenerate pairs (also in float16, where
+        ``eps`` underflows to 0: the denominator is kept at least the dtype's smallest normal number).
+        float16 areas overflow above 65504 px² (a 256×256 box): pass float32 boxes for real images.
     """
     top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
     bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(-1)
     area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(-1)
     area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area1 + area2 - inter + eps)
+    union = area1 + area2 - inter + eps  # float even for integer boxes
+    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)

@@ -21,7 +21,7 @@ cls/box/obj = 1/1/5 (see :data:`SEED_RECIPE`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +34,16 @@ from torchvision.ops import (
 )
 
 from detector.assigner import AssignResult, PerLevelAssigner, TaskAlignedAssigner
-from detector.boxes import aligned_box_iou, ltrb_to_xyxy
+from detector.boxes import aligned_box_iou, ltrb_to_xyxy, xyxy_to_ltrb
 from detector.config import AssignerConfig, LossConfig
+from detector.postprocess import HeadOutputs
 
 # VarifocalNet, Zhang et al. 2021, Sec. 3.2: negatives are down-weighted by alpha · p^gamma, alpha = 0.75.
 VARIFOCAL_ALPHA = 0.75
 BOX_LOSSES = {"diou": distance_box_iou_loss, "giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}
+# Smallest predicted side distance the box loss sees, in pixels. softplus can underflow to exactly 0, and
+# CIoU's aspect term atan(w / h) is NaN (value and gradient) at w = h = 0; far below any real box.
+MIN_SIDE_PX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -59,16 +63,6 @@ class LossRecipe:
 # The first notebook implementation: per-level assignment, BCE on positives' one-hot classes, DIoU, focal
 # objectness (torchvision's default alpha 0.25, gamma 2), weights 1/1/5.
 SEED_RECIPE = LossRecipe("bce_positives", "diou", "focal", 1.0, 1.0, 5.0, focal_gamma=2.0, focal_alpha=0.25)
-
-
-class DetectionOutputs(Protocol):
-    """What the loss reads from the model's ``DetectorOutput`` (any object with these fields)."""
-
-    cls_logits: Tensor  # [B, N, C]
-    box_ltrb: Tensor  # [B, N, 4] pixels, >= 0
-    obj_logits: Tensor  # [B, N, 1]
-    points: Tensor  # [N, 2]
-    strides: Tensor  # [N]
 
 
 class LossOutput(NamedTuple):
@@ -139,6 +133,21 @@ def varifocal_loss(
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weight
 
 
+def _positive_boxes_around_points(outputs: HeadOutputs, assigned: AssignResult) -> tuple[Tensor, Tensor]:
+    """Predicted and target boxes ``[P, 4]`` of the positives, xyxy relative to each positive's point.
+
+    IoU-family losses are translation invariant, so they are evaluated in each point's own frame: a box's
+    width is ``l + r`` exactly, where in image coordinates ``(x + r) - (x - l)`` cancels to 0 for distances
+    below the float32 spacing at ``x`` (3e-5 px at 300 px). Sides are clamped at :data:`MIN_SIDE_PX`.
+    """
+    fg_mask = assigned.fg_mask
+    points = outputs.points.float().expand(fg_mask.shape[0], -1, -1)[fg_mask]  # [P, 2]
+    origin = points.new_zeros(2)
+    pred_ltrb = outputs.box_ltrb.float()[fg_mask].clamp(min=MIN_SIDE_PX)
+    target_ltrb = xyxy_to_ltrb(points, assigned.boxes[fg_mask])
+    return ltrb_to_xyxy(origin, pred_ltrb), ltrb_to_xyxy(origin, target_ltrb)
+
+
 class DetectionLoss(nn.Module):
     """Assign targets, then ``total = w_cls · cls + w_box · box + w_obj · obj`` (Chapter 7).
 
@@ -158,7 +167,7 @@ class DetectionLoss(nn.Module):
         self.assigner = build_assigner(num_classes, config)
 
     def forward(
-        self, outputs: DetectionOutputs, gt_labels: Tensor, gt_boxes: Tensor, gt_mask: Tensor
+        self, outputs: HeadOutputs, gt_labels: Tensor, gt_boxes: Tensor, gt_mask: Tensor
     ) -> LossOutput:
         """Loss of a batch.
 
@@ -183,11 +192,10 @@ class DetectionLoss(nn.Module):
             target_scores = assigned.scores  # [B, N, C]
             normaliser = target_scores.sum().clamp(min=1.0)
             fg_mask = assigned.fg_mask
+            pred_local, target_local = _positive_boxes_around_points(outputs, assigned)
             terms = {
                 "cls": self.cls_loss(cls_logits, assigned),
-                "box": self.box_loss(
-                    pred_boxes[fg_mask], assigned.boxes[fg_mask], target_scores[fg_mask].sum(-1)
-                ),
+                "box": self.box_loss(pred_local, target_local, target_scores[fg_mask].sum(-1)),
                 "obj": self.obj_loss(obj_logits, pred_boxes, assigned),
             }
             weights = {
@@ -228,7 +236,7 @@ class DetectionLoss(nn.Module):
     def box_loss(self, pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor) -> Tensor:
         """Summed IoU-family loss ``[]`` of the positives' ``pred_boxes [P, 4]`` vs ``target_boxes [P, 4]``.
 
-        Each term is weighted by the positive's target score ``weights [P]``; 0 (still in the graph) for
+        Both xyxy in one frame per row (:meth:`forward` passes them relative to each positive's point). Each term is weighted by the positive's target score ``weights [P]``; 0 (still in the graph) for
         ``P = 0``.
         """
         losses = BOX_LOSSES[self.recipe.box](pred_boxes, target_boxes, reduction="none")

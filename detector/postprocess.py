@@ -34,7 +34,8 @@ SCORE_MODES: tuple[str, ...] = ("cls", "cls_obj", "cls_obj_sqrt")
 
 
 class HeadOutputs(Protocol):
-    """What :func:`postprocess` reads from the model's output (``detector.model.DetectorOutput``)."""
+    """What :func:`postprocess` and ``DetectionLoss`` read from the model's ``DetectorOutput`` (any object
+    with these fields)."""
 
     cls_logits: Tensor  # [B, N, C]
     box_ltrb: Tensor  # [B, N, 4] pixels, >= 0

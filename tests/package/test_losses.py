@@ -202,3 +202,32 @@ def test_build_assigner():
     tal = build_assigner(NUM_CLASSES, AssignerConfig(topk=7, alpha=0.5, beta=4.0, center_radius=2.5))
     assert (tal.topk, tal.alpha, tal.beta, tal.center_radius) == (7, 0.5, 4.0, 2.5)
     assert isinstance(build_assigner(NUM_CLASSES, LossConfig(recipe="seed")), PerLevelAssigner)
+
+
+@pytest.mark.parametrize("box", ["diou", "giou", "ciou"])
+def test_zero_size_predicted_boxes_stay_finite(box):
+    """softplus can underflow to 0: a positive predicting a point-sized box (CIoU's atan(w/h) is 0/0 there)
+    or a box thinner than float32's spacing at its position must give a finite loss and gradients."""
+    outputs = make_outputs()
+    tiny = torch.zeros_like(outputs.box_ltrb)
+    tiny[1] = 1e-6  # image 1: l + r below the float32 spacing at x ≈ 50 px, so x2 - x1 = 0 in image coords
+    outputs = outputs._replace(box_ltrb=tiny.requires_grad_())
+    # Hard targets (score 1): TAL would give these IoU-0 positives weight 0, which NaN · 0 does not fix.
+    config = LossConfig(box=box, assigner=AssignerConfig(kind="per_level"))
+    result = DetectionLoss(NUM_CLASSES, config)(outputs, *make_targets())
+    assert (result.assignment.fg_mask.sum(1) > 0).all()
+    # every box is degenerate, IoU 0: each positive's loss is at least 1
+    assert torch.isfinite(result.total) and result.components["box"] >= 1 - 1e-6
+    result.total.backward()
+    assert torch.isfinite(outputs.box_ltrb.grad).all() and torch.isfinite(outputs.cls_logits.grad).all()
+
+
+def test_box_loss_is_evaluated_around_each_point_like_in_image_coordinates():
+    """The box term equals torchvision's loss on the image-frame boxes (translation invariance) for normal
+    boxes, and the weights are the positives' target scores."""
+    outputs = make_outputs(seed=3)
+    result = DetectionLoss(NUM_CLASSES, LossConfig(box="ciou", box_weight=1.0))(outputs, *make_targets())
+    assigned, fg = result.assignment, result.assignment.fg_mask
+    pred_boxes = ltrb_to_xyxy(outputs.points, outputs.box_ltrb).detach()[fg]
+    expected = (complete_box_iou_loss(pred_boxes, assigned.boxes[fg]) * assigned.scores[fg].sum(-1)).sum()
+    assert torch.allclose(result.components["box"], expected / assigned.scores.sum().clamp(min=1), rtol=1e-5)
