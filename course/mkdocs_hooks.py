@@ -1,7 +1,9 @@
-"""mkdocs hooks: pages whose tables come from files measured by the test run, never typed in.
+"""mkdocs hooks: pages whose tables come from measured files, never typed in.
 
-``site/runtimes.md`` holds the marker ``<!-- notebook-runtimes -->``; it is replaced by a table of
-``build/notebook_runtimes.json`` (written by the nbval run of ``make test``, see ``course.pytest_notebooks``).
+- ``site/runtimes.md`` holds ``<!-- notebook-runtimes -->``, replaced by a table of
+  ``build/notebook_runtimes.json`` (written by the nbval run of ``make test``, see ``course.pytest_notebooks``);
+- ``site/benchmarks.md`` holds ``<!-- benchmarks -->``, replaced by the tables of ``benchmarks/results/*.json``
+  (written by ``make bench``), whose plots are added to the build.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import json
 import platform
 
+from mkdocs.structure.files import File
+
+from benchmarks.report import BENCHMARKS_MARKER, plot_files, render_markdown
 from course.paths import BUILD_DIR
 
 RUNTIMES_MARKER = "<!-- notebook-runtimes -->"
@@ -40,7 +45,15 @@ def runtimes_table() -> str:
     return "\n".join(rows) + f"\n\nMeasured by the last `make test` on this machine ({machine})."
 
 
+def on_files(files, config):
+    for uri, path in plot_files():
+        files.append(File.generated(config, uri, abs_src_path=str(path)))
+    return files
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if RUNTIMES_MARKER in markdown:
         markdown = markdown.replace(RUNTIMES_MARKER, runtimes_table())
+    if BENCHMARKS_MARKER in markdown:
+        markdown = markdown.replace(BENCHMARKS_MARKER, render_markdown())
     return markdown

@@ -1,0 +1,215 @@
+"""What every benchmark shares: timing (warm-up, median of repeats, CUDA sync), the machine, JSON results.
+
+Timings on a shared machine are noisy: every result records the load average (1/5/15 min, ``os.getloadavg``)
+at its start and end, and timings that compare contenders interleave them (A, B, C, A, B, C, ...) so that a
+burst of load from another process hits every contender alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS_DIR = Path(__file__).parent / "results"
+DEFAULT_WARMUP = 2  # untimed runs first: allocator, oneDNN/cuDNN kernel selection, lazy init
+DEFAULT_REPEATS = 5  # issue 8: median of >= 5 runs
+VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "faster-coco-eval", "pycocotools")
+
+
+@dataclass
+class Timing:
+    """Seconds of each timed run of one contender; ``median`` is what tables report."""
+
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median_s": self.median, "times_s": self.times}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock time covers it (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_once(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of one call of ``fn``, GPU work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_interleaved(
+    contenders: dict[str, Callable[[], Any]],
+    device: torch.device,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+) -> dict[str, Timing]:
+    """Time each contender ``repeats`` times after ``warmup`` untimed calls, round-robin.
+
+    Returns:
+        ``{name: Timing}``; ``Timing.median`` is the median over the ``repeats`` runs.
+    """
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    synchronize(device)
+    timings = {name: Timing() for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            timings[name].times.append(time_once(fn, device))
+    return timings
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's, = the cores); 1 avoids thrashing when other jobs share the CPU",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU model, cores, torch threads, Python and package versions, GPU name (when CUDA is used)."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {package: _version(package) for package in VERSIONED_PACKAGES},
+        "gpu": None,
+    }
+    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
+        index = device.index if device is not None and device.index is not None else 0
+        info["gpu"] = torch.cuda.get_device_name(index)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15-minute load averages (``[nan] * 3`` where the OS has none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return [float("nan")] * 3
+
+
+class Recorder:
+    """Collects a benchmark's metadata (machine, load average, command) around its results.
+
+    ``name`` is the script's module name in ``benchmarks`` (``bench_train_step``), ``argv`` its arguments.
+    Create it when the benchmark starts (the load average is read then) and call :meth:`write` at the end.
+    """
+
+    def __init__(
+        self, name: str, argv: list[str], device: torch.device, smoke: bool, settings: dict[str, Any]
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.device = device
+        self.smoke = smoke
+        self.settings = settings
+        self.load_start = load_average()
+        self.started = time.perf_counter()
+        print(f"[{name}] device {device}; load average (1/5/15 min) at start: {self.load_start}", flush=True)
+
+    def result(self, results: dict[str, Any]) -> dict[str, Any]:
+        load_end = load_average()
+        print(f"[{self.name}] load average at end: {load_end}", flush=True)
+        return {
+            "benchmark": self.name,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python -m benchmarks." + self.name, *self.argv]),
+            "device": str(self.device),
+            "smoke": self.smoke,
+            "machine": machine_info(self.device),
+            "load_average_start": self.load_start,
+            "load_average_end": load_end,
+            "wall_seconds": time.perf_counter() - self.started,
+            "settings": self.settings,
+            **results,
+        }
+
+    def write(self, results: dict[str, Any], out: Path | None) -> dict[str, Any]:
+        """Write the JSON to ``out`` (None: nothing is written, e.g. a smoke run); returns the record."""
+        record = self.result(results)
+        if out is not None:
+            write_json(record, out)
+            print(f"[{self.name}] wrote {out}")
+        return record
+
+
+def result_path(stem: str, device: torch.device, smoke: bool, out: Path | None) -> Path | None:
+    """Default ``benchmarks/results/<stem>.json`` (``<stem>-cuda.json`` on a GPU); none for a smoke run.
+
+    GPU results get their own file so that a later CPU run of ``make bench`` does not overwrite them.
+    """
+    if out is not None:
+        return out
+    if smoke:
+        return None
+    suffix = "-cuda" if device.type == "cuda" else ""
+    return RESULTS_DIR / f"{stem}{suffix}.json"
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    """Atomically write ``data`` as indented JSON (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, ``nan`` when the denominator is 0 or missing."""
+    return numerator / denominator if denominator else float("nan")

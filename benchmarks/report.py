@@ -1,0 +1,225 @@
+"""The site's Benchmarks page, generated from ``benchmarks/results/*.json`` (never typed in).
+
+``site/benchmarks.md`` holds the marker :data:`BENCHMARKS_MARKER`; the mkdocs hook replaces it by
+:func:`render_markdown` and adds the plots (:func:`plot_files`) to the build, so the page shows the last
+``make bench`` of this repository. Missing results read "not measured yet", so the site builds without them.
+
+    python -m benchmarks.report    # prints the page's generated part
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = (
+    Path(__file__).parent / "results"
+)  # = benchmarks.common.RESULTS_DIR (this module imports no torch)
+BENCHMARKS_MARKER = "<!-- benchmarks -->"
+SITE_PLOT_DIR = "benchmarks"  # plots are served at <site>/benchmarks/<name>.png
+REPRODUCE = (
+    "make bench    # = python -m benchmarks.run_all; one script: python -m benchmarks.bench_train_step"
+)
+
+
+def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
+    """``{stem: record}`` of every ``*.json`` in ``results_dir`` (unreadable files are skipped)."""
+    results = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return results
+
+
+def plot_files(results_dir: Path = RESULTS_DIR) -> list[tuple[str, Path]]:
+    """``(site path, file)`` of each plot, e.g. ``("benchmarks/quality.png", .../results/quality.png)``."""
+    return [(f"{SITE_PLOT_DIR}/{path.name}", path) for path in sorted(Path(results_dir).glob("*.png"))]
+
+
+def describe_machine(info: dict[str, Any]) -> str:
+    """One line from :func:`benchmarks.common.machine_info`: ``AMD EPYC, 2 cores (2 torch threads), torch 2.x``."""
+    text = (
+        f"{info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
+        f"torch {info['versions']['torch']}"
+    )
+    return text + (f", GPU {info['gpu']}" if info.get("gpu") else "")
+
+
+def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = {"l": "---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.0f}" if seconds is not None and math.isfinite(seconds) else "–"
+
+
+def _goal(value: float, goal: float, at_most: bool = True) -> str:
+    met = value <= goal if at_most else value >= goal
+    return f"{value:.2f} ({'≤' if at_most else '≥'} {goal}: {'✓ met' if met else '✗ not met'})"
+
+
+def _provenance(record: dict[str, Any]) -> str:
+    load = record.get("load_average_start") or record.get("load_average_1_5_15min")
+    machine = record.get("machine")
+    if isinstance(machine, dict) and "cpu" in machine:
+        where = describe_machine(machine)
+    elif isinstance(machine, dict):  # bench_eval's format
+        where = f"{machine.get('processor') or machine.get('platform')}, {machine.get('cpus')} cores"
+    else:  # bench_assigner's format
+        where = f"{machine}, {record.get('threads', '?')} torch threads, torch {record.get('torch', '?')}"
+    parts = [f"Measured {record['date'][:10]}" if "date" in record else "Measured", f"on {where}"]
+    if load:
+        parts.append(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min) at the start")
+    if record.get("command"):
+        parts.append(f"`{record['command']}`")
+    return "*" + "; ".join(parts) + ".*"
+
+
+def section_train_step(record: dict[str, Any]) -> str:
+    step, ips, settings = record["step_seconds"], record["images_per_second"], record["settings"]
+    labels = {"ours": "ours (`detector`, arena_cpu model)", "fcos": "torchvision FCOS ResNet-18-FPN",
+              "backbone": "timm resnet18 forward + backward alone (the floor)"}  # fmt: skip
+    rows = [[label, _ms(step[name]), f"{ips[name]:.1f}", f"{record['parameters'][name] / 1e6:.1f} M"]
+            for name, label in labels.items()]  # fmt: skip
+    text = _table(["training step", "ms", "images/s", "parameters"], rows)
+    ratios, goals = record["ratios"], record["goals"]
+    text += "\n\n" + _table(["ratio", "value (goal)"], [
+        ["ours / FCOS", _goal(ratios["ours_over_fcos"], goals["ours_over_fcos"])],
+        ["ours / backbone floor", _goal(ratios["ours_over_backbone"], goals["ours_over_backbone"])],
+    ])  # fmt: skip
+    split, total = record["split_seconds"], sum(record["split_seconds"].values())
+    rows = [[stage, _ms(seconds), f"{seconds / total:.0%}"] for stage, seconds in split.items()]
+    rows.append(["**sum** (the full step: " + _ms(step["ours"]) + " ms)", f"**{_ms(total)}**", ""])
+    text += f"\n\nOur step split by stage (forward + backward of each; {settings['image_size']} px, batch " \
+            f"{settings['batch']}; autocast {record.get('amp_dtype') or 'off (float32)'}):\n\n" + _table(["stage", "ms", "share"], rows)  # fmt: skip
+    return text
+
+
+def section_inference(record: dict[str, Any]) -> str:
+    rows = []
+    for row in record["rows"]:
+        s = row["seconds"]
+        rows.append([f"{row['batch']} × {row['image_size']} px", _ms(s["ours_forward"]), _ms(s["ours_total"]),
+                     _ms(s["fcos_forward"]), _ms(s["fcos_total"]), f"{row['ratio_ours_over_fcos']:.2f}"])  # fmt: skip
+    header = ["batch", "ours forward (ms)", "ours + post-processing", "FCOS forward", "FCOS + post-processing",
+              "ours / FCOS"]  # fmt: skip
+    return _table(header, rows) + (
+        "\n\nUntrained weights, score threshold 0: every top-k candidate goes through NMS (the worst case)."
+    )
+
+
+def section_assigner(record: dict[str, Any]) -> str:
+    sizes, results = record["sizes"], record["results"]
+    rows = [[name, _ms(row["median_ms"] / 1e3), f"{row['peak_mb']:.0f}"] for name, row in results.items()]
+    text = _table(["assigner", "median ms", "peak MB"], rows)
+    return text + (
+        f"\n\nB = {sizes['B']}, N = {sizes['N']}, M = {sizes['M']}, C = {sizes['C']}; speed-up of the batched TAL "
+        f"over the per-GT loop: **{record['speedup']:.1f}×** (max |score difference| {record['max_score_difference']:.1e})."
+    )
+
+
+def section_eval(record: dict[str, Any]) -> str:
+    names = list(record["rows"][0]["seconds"])
+    rows = [[f"{row['images']} × {row['detections_per_image']}"]
+            + [f"{row['seconds'][name]:.2f}" for name in names]
+            + [f"{max(row['max_abs_diff_vs_pycocotools'].values()):.0e}"] for row in record["rows"]]  # fmt: skip
+    return _table(
+        ["images × detections", *[f"{name} (s)" for name in names], "max diff vs pycocotools"], rows
+    )
+
+
+def section_data(record: dict[str, Any]) -> str:
+    rows = []
+    for row in record["rows"]:
+        for workers, rate in row["loader"].items():
+            pipeline = row["pipeline"].get(workers)
+            rows.append([f"{row['image_size']} px", workers, f"{rate['images_per_second']:.1f}",
+                         f"{row['step_images_per_second']:.1f}", f"{rate['loader_over_step']:.1f}",
+                         f"{pipeline:.1f}" if pipeline is not None else "–"])  # fmt: skip
+    header = [
+        "input",
+        "workers",
+        "loader img/s",
+        "training step img/s",
+        "loader / step",
+        "loader + step img/s",
+    ]
+    return _table(header, rows) + "\n\nThe loader is not the bottleneck when loader / step ≥ 1."
+
+
+def section_quality(record: dict[str, Any]) -> str:
+    keys = ("map", "map_50", "map_75", "map_small")
+    rows = []
+    for name, row in record["contenders"].items():
+        final = row["final"]
+        relative = record["map_relative_to_fcos"].get(name, float("nan"))
+        rows.append([row["label"], f"{row['parameters'] / 1e6:.1f} M", row["steps"], f"{row['images_per_second']:.1f}"]
+                    + [f"{final[k]:.3f}" for k in keys] + [f"{relative:.2f}"])  # fmt: skip
+    settings = record["settings"]
+    text = _table(
+        ["model", "parameters", "steps", "img/s", "mAP", "mAP50", "mAP75", "mAP small", "mAP / FCOS"], rows
+    )
+    text += (f"\n\nEach model trained for **{settings['minutes']:g} min** of wall-clock time on {settings['threads']} "
+             f"thread(s), {settings['image_size']} px, batch {settings['batch']}, then evaluated (EMA weights) on the "
+             f"arena validation split (autocast {settings.get('amp', 'None')}). Goal: ours (default recipe) ≥ {record['goal_vs_fcos']}× the mAP of FCOS.")  # fmt: skip
+    return text
+
+
+def section_gpu(record: dict[str, Any]) -> str:
+    rows = [[name, _ms(row["median_s"]), f"{row['images_per_second']:.1f}", f"{row['first_step_seconds']:.1f}"]
+            for name, row in record["variants"].items()]  # fmt: skip
+    settings = record["settings"]
+    return _table(["variant", "ms / step", "images/s", "first step (s)"], rows) + (
+        f"\n\n{settings['config']} model, {settings['image_size']} px, batch {settings['batch']}, AMP {settings['amp']}."
+    )
+
+
+SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
+    ("Training step (row 1)", "train_step", section_train_step),
+    ("Inference (row 2)", "inference", section_inference),
+    ("Assigner (row 3)", "assigner", section_assigner),
+    ("COCO evaluation (row 4)", "eval", section_eval),
+    ("Data loading (row 5)", "data", section_data),
+    ("Quality at equal training time", "quality", section_quality),
+    ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
+]
+
+
+def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
+    """The page's generated part: one section per benchmark (CPU results, then the ``-cuda`` ones)."""
+    results = load_results(results_dir)
+    parts = []
+    for title, stem, render in SECTIONS:
+        for suffix, device in (("", "CPU"), ("-cuda", "GPU")):
+            record = results.get(stem + suffix)
+            if record is None and (suffix or stem == "gpu"):
+                continue
+            heading = f"## {title}" + (f" — {device}" if suffix and stem != "gpu" else "")
+            if record is None:
+                parts.append(f"{heading}\n\n*Not measured yet: run `make bench`.*")
+                continue
+            try:
+                body = render(record)
+            except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+                body = f"*Result file `{stem + suffix}.json` has an unexpected format ({error!r}): rerun `make bench`.*"
+            plot = Path(results_dir) / f"{stem + suffix}.png"
+            if plot.exists():
+                body += f"\n\n![{title}]({SITE_PLOT_DIR}/{plot.name})"
+            parts.append(f"{heading}\n\n{body}\n\n{_provenance(record)}")
+    if "gpu-cuda" not in results:
+        parts.append("## GPU\n\n*Not measured yet: no CUDA GPU on the machine that ran `make bench`.*")
+    parts.append(f"## Reproduce\n\n```bash\n{REPRODUCE}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown())
