@@ -43,3 +43,21 @@ def test_every_chapter_is_in_the_navigation():
 @pytest.mark.parametrize("page", ["index.html", "setup/index.html", "api/data/index.html"])
 def test_fixed_pages_exist(built_site, page):
     assert (built_site / page).exists()
+
+
+def test_course_map_lists_every_exercise():
+    """The course map page names each exercise (id and definition) of every solution notebook."""
+    from course.exercises import find_regions
+
+    course_map = (REPO_ROOT / "site" / "course-map.md").read_text()
+    for solution in chapter_files(SOLUTIONS_DIR):
+        for region in find_regions(solution.read_text(), str(solution)):
+            assert f"| {region.exercise_id} | `{region.owner}`" in course_map, (
+                f"site/course-map.md does not list exercise {region.exercise_id} · {region.owner} of {solution.name}"
+            )
+
+
+def test_runtimes_page_lists_every_notebook(built_site):
+    page = (built_site / "runtimes" / "index.html").read_text()
+    for solution in chapter_files(SOLUTIONS_DIR):
+        assert solution.stem in page, f"the runtime table lacks {solution.stem} (run the nbval step first)"
