@@ -149,11 +149,11 @@ def _train_course_detector(path: Path) -> None:
 def _load_run(path: Path, source: str) -> CourseRun:
     """A :class:`CourseRun` from a cache file or a make-train checkpoint (raises on anything unusable)."""
     from detector.checkpoint import load_checkpoint
-    from detector.config import Config, _build
+    from detector.config import config_from_dict
     from detector.model import build_detector
 
     state = load_checkpoint(path)
-    config = _build(Config, state["config"], "", str(path))
+    config = config_from_dict(state["config"], source=str(path))
     class_names = list(state["class_names"])
     model = build_detector(config.model, len(class_names))
     model.load_state_dict(state["ema"]["module"] if state.get("ema") else state["model"])

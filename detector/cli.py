@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from detector.config import Config, ConfigError, _build, _merge, load_config, parse_override
+from detector.config import Config, ConfigError, config_from_dict, load_config
 
 # OpenMP threads that sleep instead of spinning while they wait: with more busy processes than cores (a
 # shared 2-core machine, a data loader worker next to the training process) spinning teams slow a training
@@ -121,10 +121,7 @@ def config_from_checkpoint(path: str | Path, overrides: list[str]) -> Config:
     """The config stored in a checkpoint, with ``KEY=VALUE`` overrides applied and validated."""
     from detector.checkpoint import load_checkpoint
 
-    values = load_checkpoint(path)["config"]
-    for text in overrides:
-        values = _merge(values, parse_override(text))
-    return _build(Config, values, "", f"{path} (config) + overrides" if overrides else f"{path} (config)")
+    return config_from_dict(load_checkpoint(path)["config"], overrides, f"{path} (config)")
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -255,6 +255,17 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"config {str(name_or_path)!r} not found: give a YAML path or one of {choices}")
 
 
+def config_from_dict(
+    values: dict[str, Any], overrides: list[str] | None = None, source: str = "a dict"
+) -> Config:
+    """Validate plain values (a parsed YAML file, a checkpoint's saved config) plus ``key=value`` overrides."""
+    for text in overrides or []:
+        values = _merge(values, parse_override(text))
+    if overrides:
+        source = f"{source} + overrides"
+    return _build(Config, values, "", source)
+
+
 def load_config(name_or_path: str | Path | None = "arena_cpu", overrides: list[str] | None = None) -> Config:
     """Load a YAML config (shipped stem or path), apply ``key=value`` overrides, validate."""
     values: dict[str, Any] = {}
@@ -266,10 +277,7 @@ def load_config(name_or_path: str | Path | None = "arena_cpu", overrides: list[s
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
         values = loaded
-    for text in overrides or []:
-        values = _merge(values, parse_override(text))
-        source = f"{source} + overrides"
-    return _build(Config, values, "", source)
+    return config_from_dict(values, overrides, source)
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from detector import distributed
 from detector.checkpoint import load_checkpoint
-from detector.config import Config, EvalConfig, _build
+from detector.config import Config, EvalConfig, config_from_dict
 from detector.data.coco import read_image
 from detector.data.transforms import eval_transforms, unletterbox_boxes
 from detector.metrics import coco_evaluate
@@ -123,7 +123,7 @@ def load_detector(
         raise ValueError(
             f"{weights}: not a detector checkpoint (missing {missing}); give a last.pt or best.pt"
         )
-    config = _build(Config, state["config"], "", f"{weights} (config)")
+    config = config_from_dict(state["config"], source=f"{weights} (config)")
     class_names = list(state["class_names"])
     model = build_detector(config.model, len(class_names))
     model.load_state_dict(state["ema"]["module"] if state.get("ema") else state["model"])

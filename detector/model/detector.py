@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from detector.boxes import make_points
-from detector.config import Config, ConfigError, ModelConfig, _build
+from detector.config import Config, ConfigError, ModelConfig, config_from_dict
 from detector.model.backbone import Backbone
 from detector.model.head import DecoupledHead
 from detector.model.neck import FpnPan
@@ -137,9 +137,8 @@ def _model_config(config: ModelConfig | Config | dict[str, Any]) -> ModelConfig:
     if isinstance(config, ModelConfig):
         return config
     if isinstance(config, dict):
-        if isinstance(config.get("model"), dict):
-            return _build(Config, config, "", "build_detector(dict)").model
-        return _build(ModelConfig, config, "model", "build_detector(dict)")
+        values = config if isinstance(config.get("model"), dict) else {"model": config}
+        return config_from_dict(values, source="build_detector(dict)").model
     raise TypeError(f"build_detector expects a ModelConfig, Config or dict, got {type(config).__name__}")
 
 
