@@ -14,7 +14,7 @@ PYTEST := $(PY) -m pytest
 
 help:
 	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU)"
-	@echo "make test        the whole test suite (package, exercises, stubs, chapter sync, notebooks, site)"
+	@echo "make test        the whole test suite (lint, package, exercises, stubs, chapter sync, notebooks, site)"
 	@echo "make check CH=N  the exercise tests of chapter N against YOUR notebook in chapters/"
 	@echo "make lab         JupyterLab on chapters/ (jupytext opens the .py files as notebooks)"
 	@echo "make exercises   regenerate chapters/ from solutions/ (maintainers: overwrites chapters/!)"
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/detector train --config arena_cpu
 
-test: test-package test-notebooks test-site
+test: lint test-package test-notebooks test-site
 
 test-package: $(STAMP)
 	$(PYTEST) tests --ignore=tests/site
