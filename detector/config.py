@@ -27,10 +27,12 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from detector.errors import UserError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
@@ -92,7 +94,7 @@ class LossConfig:
     """Loss recipe (Chapter 7). ``recipe: seed`` reproduces the first notebook implementation."""
 
     recipe: Literal["default", "seed"] = "default"
-    cls: Literal["focal", "varifocal", "bce"] = "focal"
+    cls: Literal["qfl", "varifocal", "bce", "focal"] = "focal"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"
     cls_weight: float = 1.0

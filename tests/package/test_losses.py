@@ -85,7 +85,12 @@ def test_focal_with_soft_targets_matches_hand_computation():
 
 @pytest.mark.parametrize(
     ("cls", "box", "obj"),
-    [("focal", "diou", "bce"), ("varifocal", "giou", "focal"), ("bce", "ciou", "bce")],
+    [
+        ("focal", "diou", "bce"),
+        ("varifocal", "giou", "focal"),
+        ("bce", "ciou", "bce"),
+        ("qfl", "diou", "bce"),
+    ],
 )
 def test_total_matches_torchvision_on_the_assignment(cls, box, obj):
     config = LossConfig(cls=cls, box=box, obj=obj, cls_weight=1.5, box_weight=2.5, obj_weight=0.5)
@@ -101,6 +106,9 @@ def test_total_matches_torchvision_on_the_assignment(cls, box, obj):
         cls_sum = sigmoid_focal_loss(logits, assigned.scores, reduction="sum")
     elif cls == "varifocal":
         cls_sum = varifocal_loss(logits, assigned.scores).sum()
+    elif cls == "qfl":  # Li et al. 2020, Eq. 5, written out: |t - p|^2 · BCE(p, t)
+        probs, t = logits.sigmoid(), assigned.scores
+        cls_sum = ((t - probs).abs() ** 2 * -(t * probs.log() + (1 - t) * (1 - probs).log())).sum()
     else:
         cls_sum = F.binary_cross_entropy_with_logits(logits, assigned.scores, reduction="sum")
     box_fn = {"diou": distance_box_iou_loss, "giou": generalized_box_iou_loss, "ciou": complete_box_iou_loss}[
