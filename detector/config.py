@@ -10,8 +10,9 @@ A config is four sections plus a name and a seed::
     train: {...}    # TrainConfig
     eval:  {...}    # EvalConfig
 
-Every key is checked: an unknown key or a value outside a key's choices raises :class:`ConfigError`
-naming the key, the file and the valid choices. The shipped configs live in ``detector/configs/``
+Every key is checked: an unknown key, a value outside a key's choices or a number outside its range
+(``batch_size >= 1``, ``lr > 0``, ``0 <= min_lr_ratio <= 1``, …) raises :class:`ConfigError` naming the key,
+the file and what is valid. The shipped configs live in ``detector/configs/``
 and are addressed by their stem (``arena_cpu``) or a path.
 """
 
@@ -36,14 +37,38 @@ class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the schema."""
 
 
+def bounds(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> dict[str, Any]:
+    """Field metadata: the range a number must lie in (closed unless ``*_open``); checked when a config is built."""
+    return {"bounds": (low, high, low_open, high_open)}
+
+
+def _check_bounds(value: Any, spec: tuple, key: str, source: str) -> None:
+    """Raise :class:`ConfigError` unless the number ``value`` (``None``: unset, allowed) lies in ``spec``."""
+    low, high, low_open, high_open = spec
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        if high is None:
+            wanted = f"{'>' if low_open else '>='} {low}"
+        elif low is None:
+            wanted = f"{'<' if high_open else '<='} {high}"
+        else:
+            wanted = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{source}: '{key}' = {value!r} is out of range: it must be {wanted}")
+
+
 @dataclass
 class ArenaConfig:
     """Sizes of the built-in arena data set, generated when ``data.root`` does not exist."""
 
-    n_train: int = 1200
-    n_valid: int = 200
-    n_test: int = 200
-    image_size: int = 320
+    n_train: int = field(default=1200, metadata=bounds(low=1))
+    n_valid: int = field(default=200, metadata=bounds(low=1))
+    n_test: int = field(default=200, metadata=bounds(low=0))
+    image_size: int = field(default=320, metadata=bounds(low=32))
     seed: int = 0
 
 
@@ -55,11 +80,11 @@ class DataConfig:
     format: Literal["coco", "hf_parquet"] = "coco"
     train_split: str = "train"
     val_split: str = "valid"
-    image_size: int = 320
-    batch_size: int = 8
-    workers: int = 2
-    hflip: float = 0.5
-    color_jitter: float = 0.2
+    image_size: int = field(default=320, metadata=bounds(low=32))
+    batch_size: int = field(default=8, metadata=bounds(low=1))
+    workers: int = field(default=2, metadata=bounds(low=0))
+    hflip: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    color_jitter: float = field(default=0.2, metadata=bounds(0.0, 1.0))
     arena: ArenaConfig | None = None
 
 
@@ -71,10 +96,10 @@ class ModelConfig:
     pretrained: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [2, 3, 4])
     freeze: Literal["none", "all"] | int = "none"
-    neck_width: int = 96
-    head_convs: int = 2
-    prior_prob: float = 0.01
-    num_classes: int | None = None
+    neck_width: int = field(default=96, metadata=bounds(low=1))
+    head_convs: int = field(default=2, metadata=bounds(low=0))
+    prior_prob: float = field(default=0.01, metadata=bounds(0.0, 1.0, low_open=True, high_open=True))
+    num_classes: int | None = field(default=None, metadata=bounds(low=1))
 
 
 @dataclass
@@ -82,11 +107,11 @@ class AssignerConfig:
     """Task-Aligned Assigner (Chapter 6); defaults from TOOD, Feng et al. 2021."""
 
     kind: Literal["tal", "per_level"] = "tal"
-    topk: int = 13
-    alpha: float = 1.0
-    beta: float = 6.0
-    center_radius: float | None = None
-    memory_budget_mb: int = 1024
+    topk: int = field(default=13, metadata=bounds(low=1))
+    alpha: float = field(default=1.0, metadata=bounds(low=0.0))
+    beta: float = field(default=6.0, metadata=bounds(low=0.0))
+    center_radius: float | None = field(default=None, metadata=bounds(low=0.0, low_open=True))
+    memory_budget_mb: int = field(default=1024, metadata=bounds(low=1))
 
 
 @dataclass
@@ -97,11 +122,11 @@ class LossConfig:
     cls: Literal["qfl", "varifocal", "bce", "focal"] = "focal"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"
-    cls_weight: float = 1.0
-    box_weight: float = 2.5
-    obj_weight: float = 1.0
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
+    cls_weight: float = field(default=1.0, metadata=bounds(low=0.0))
+    box_weight: float = field(default=2.5, metadata=bounds(low=0.0))
+    obj_weight: float = field(default=1.0, metadata=bounds(low=0.0))
+    focal_gamma: float = field(default=2.0, metadata=bounds(low=0.0))
+    focal_alpha: float = field(default=0.25, metadata=bounds(0.0, 1.0))
     assigner: AssignerConfig = field(default_factory=AssignerConfig)
 
 
@@ -109,25 +134,25 @@ class LossConfig:
 class TrainConfig:
     """The runner (Chapter 8)."""
 
-    epochs: int = 12
+    epochs: int = field(default=12, metadata=bounds(low=1))
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.05
-    grad_clip: float | None = 10.0
+    lr: float = field(default=2e-3, metadata=bounds(low=0.0, low_open=True))
+    weight_decay: float = field(default=5e-4, metadata=bounds(low=0.0))
+    momentum: float = field(default=0.9, metadata=bounds(0.0, 1.0, high_open=True))
+    warmup_steps: int = field(default=200, metadata=bounds(low=0))
+    min_lr_ratio: float = field(default=0.05, metadata=bounds(0.0, 1.0))
+    grad_clip: float | None = field(default=10.0, metadata=bounds(low=0.0, low_open=True))
     amp: bool = True  # CUDA: bf16 where supported, else fp16 with a grad scaler
     cpu_bf16: bool = False  # CPU: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), ~2x faster
     ema: bool = True
-    ema_decay: float = 0.999
-    ema_warmup_steps: int = 500
+    ema_decay: float = field(default=0.999, metadata=bounds(0.0, 1.0, high_open=True))
+    ema_warmup_steps: int = field(default=500, metadata=bounds(low=0))
     channels_last: bool = False
     compile: bool = False
     device: str = "auto"
     out_dir: str = "runs"
-    eval_every: int = 1
-    max_minutes: float | None = None
+    eval_every: int = field(default=1, metadata=bounds(low=1))
+    max_minutes: float | None = field(default=None, metadata=bounds(low=0.0, low_open=True))
     deterministic: bool = True
 
 
@@ -136,10 +161,10 @@ class EvalConfig:
     """Post-processing and evaluation (Chapter 9)."""
 
     score_mode: Literal["cls", "cls_obj_sqrt", "cls_obj"] = "cls_obj_sqrt"
-    score_thresh: float = 0.05
-    pre_nms_topk: int = 1000
-    nms_iou: float = 0.6
-    max_det: int = 100
+    score_thresh: float = field(default=0.05, metadata=bounds(0.0, 1.0))
+    pre_nms_topk: int = field(default=1000, metadata=bounds(low=1))
+    nms_iou: float = field(default=0.6, metadata=bounds(0.0, 1.0))
+    max_det: int = field(default=100, metadata=bounds(low=1))
 
 
 @dataclass
@@ -210,6 +235,7 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
 
 def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in values.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -219,6 +245,9 @@ def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown key '{key}'{hint}; valid keys: {valid}")
         kwargs[name] = _convert(value, hints[name], key, source)
+        spec = fields[name].metadata.get("bounds")
+        if spec is not None:
+            _check_bounds(kwargs[name], spec, key, source)
     return cls(**kwargs)
 
 
