@@ -133,16 +133,18 @@ def generate_arena(
     seed: int = 0,
     workers: int | None = None,
 ) -> Path:
-    """Generate the arena data set into ``out_dir`` (replacing an earlier arena there) and return its path.
+    """Generate the arena data set into ``out_dir`` (empty, missing, or an earlier arena) and return its path.
 
     The data are written to a temporary folder next to ``out_dir`` and renamed into place, so an interrupted
     run leaves no half-written data set. ``workers`` processes render the images (default: the CPU count
     when there are at least ``PARALLEL_FROM`` images, else 1); the output does not depend on it.
     """
     out = Path(out_dir)
-    if out.exists() and _read_manifest(out) is None:
+    empty_dir = out.is_dir() and not any(out.iterdir())
+    if out.exists() and not empty_dir and _read_manifest(out) is None:
         raise FileExistsError(
-            f"{out} exists and is not an arena data set (no {MANIFEST}); choose another folder"
+            f"{out} exists, is not empty and is not an arena data set (no {MANIFEST}); choose another "
+            "folder or empty this one"
         )
     sizes = dict(zip(SPLITS, (n_train, n_valid, n_test), strict=True))
     total = sum(sizes.values())

@@ -104,8 +104,19 @@ def test_ensure_arena_regenerates_only_when_needed(tmp_path):
     assert len(load(root, "train")) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["arena"]  # no temporary folder left behind
     (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     with pytest.raises(FileExistsError, match="not an arena"):
         ensure_arena(tmp_path / "mine", 2, 1, 1, image_size=64)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "a user's file"
+
+
+def test_generate_into_an_existing_empty_folder(tmp_path):
+    """``mkdir data && detector arena data`` must work: an empty folder holds nothing to protect."""
+    (tmp_path / "empty").mkdir()
+    root = generate_arena(tmp_path / "empty", 2, 1, 1, image_size=64, seed=0, workers=1)
+    assert root == tmp_path / "empty"
+    assert len(load(root, "train")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
 def test_command_line(tmp_path, capsys):
