@@ -27,10 +27,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from course import arena_dir, check
 from course.paths import SHARED_DATASETS_DIR
-from detector.data import CocoDetection, eval_transforms
+from course.reference import ch01 as reference
+from detector.data import CocoDetection
 from detector.data import collate as package_collate
 from detector.data import unletterbox_boxes as package_unletterbox_boxes
-from detector.data.coco import category_mapping
 
 PAD_VALUE = 114  # grey padding, as in YOLOv5 / ultralytics letterboxing
 
@@ -78,11 +78,11 @@ def xywh_to_xyxy(boxes_xywh: Tensor) -> Tensor:
         ``[..., 4]`` xyxy pixels, same dtype.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 1.1 · xywh_to_xyxy: split the last axis into x, y, w, h; x2 = x + w, y2 = y + h')
+    raise NotImplementedError('Exercise 1.1 · xywh_to_xyxy: a COCO box is its top-left corner plus its size')
 
 
 # %%
-xywh_to_xyxy = check("1.1", xywh_to_xyxy, fallback=lambda b: torch.cat((b[..., :2], b[..., :2] + b[..., 2:]), -1))
+xywh_to_xyxy = check("1.1", xywh_to_xyxy, fallback=reference.xywh_to_xyxy)
 
 # %% [markdown]
 # ## 3. Contiguous labels, placeholder dropped
@@ -108,11 +108,11 @@ def contiguous_labels(categories: list[dict]) -> tuple[list[str], dict[int, int]
         ``class_names`` (label ``i`` is ``class_names[i]``) and ``{category_id: label}``, both in id order.
     """
     # YOUR CODE HERE
-    raise NotImplementedError("Exercise 1.2 · contiguous_labels: sort by id; the placeholder is the lowest id whose name is every other category's supercategory")
+    raise NotImplementedError("Exercise 1.2 · contiguous_labels: drop Roboflow's placeholder, number the rest in id order")
 
 
 # %%
-contiguous_labels = check("1.2", contiguous_labels, fallback=lambda cats: category_mapping(cats)[:2])
+contiguous_labels = check("1.2", contiguous_labels, fallback=reference.contiguous_labels)
 class_names, id_to_label = contiguous_labels(coco["categories"])
 print(class_names, id_to_label)
 
@@ -146,7 +146,7 @@ def letterbox(image: Tensor, boxes: Tensor, size: int) -> tuple[Tensor, Tensor, 
         ``(image uint8 [3, S, S], boxes float [K, 4] in the letterboxed frame, scale, (left, top))``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 1.3 · letterbox: scale = size / max(H, W); new_h = round(H·scale); pad (size - new_w) // 2 left; boxes · (new_w / W) + left')
+    raise NotImplementedError('Exercise 1.3 · letterbox: keep the aspect ratio, centre on a grey square, boxes follow')
 
 
 # %% [markdown]
@@ -169,18 +169,11 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad: tuple[float, float], ori
         ``[K, 4]`` xyxy pixels in the original image, inside ``[0, W] × [0, H]``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 1.4 · unletterbox_boxes: subtract (left, top), divide by the exact factors round(W·scale)/W and round(H·scale)/H, clip to the image')
+    raise NotImplementedError('Exercise 1.4 · unletterbox_boxes: undo the shift, then the per-axis scaling, then clip')
 
 
 # %%
-def package_letterbox(image, boxes, size):
-    """The package's letterbox (torchvision v2 transforms), with the exercise's signature."""
-    out_image, target = eval_transforms(size)(image, {"boxes": boxes})
-    info = target["letterbox"]
-    return out_image, target["boxes"], info["scale"], tuple(int(p) for p in info["pad"])
-
-
-letterbox = check("1.3", letterbox, fallback=package_letterbox)
+letterbox = check("1.3", letterbox, fallback=reference.letterbox)
 unletterbox_boxes = check("1.4", unletterbox_boxes, fallback=package_unletterbox_boxes)
 
 # %% [markdown]
@@ -243,7 +236,7 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:
         ``images uint8 [B, 3, S, S]`` and the list of ``B`` target dicts, in order.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 1.5 · collate: torch.stack the images; return the targets as a list')
+    raise NotImplementedError('Exercise 1.5 · collate: the images share one shape, the targets do not')
 
 
 # %%
@@ -283,7 +276,7 @@ class RoboflowSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 1.6 · RoboflowSplit: decode self.split_dir / file_name; boxes via xywh_to_xyxy (reshape(-1, 4) for no boxes); labels via self.id_to_label')
+        raise NotImplementedError('Exercise 1.6 · RoboflowSplit: one image and its annotations as tensors, labels contiguous')
 
 
 # %%

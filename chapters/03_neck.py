@@ -30,9 +30,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor, nn
 
 from course import arena_dir, check
+from course.reference import ch03 as reference
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, FpnPan
-from detector.model.neck import _resize_to
 
 torch.manual_seed(0)
 arena = arena_dir()
@@ -82,13 +82,11 @@ def upsample_add(coarse: Tensor, lateral: Tensor) -> Tensor:
         ``[B, C, H, W]``: ``lateral + nearest_resize(coarse, (H, W))``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 3.1 · upsample_add: F.interpolate(coarse, size=lateral.shape[-2:], mode="nearest") + lateral')
+    raise NotImplementedError('Exercise 3.1 · upsample_add: each coarse cell covers the finer cells under it, then add')
 
 
 # %%
-upsample_add = check(
-    "3.1", upsample_add, fallback=lambda coarse, lateral: lateral + _resize_to(coarse, lateral)
-)
+upsample_add = check("3.1", upsample_add, fallback=reference.upsample_add)
 print(upsample_add(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.zeros(1, 1, 4, 4))[0, 0])
 
 # %% [markdown]
@@ -125,11 +123,11 @@ class TopDown(nn.Module):
     def __init__(self, in_channels: list[int], width: int) -> None:
         super().__init__()
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.2 · TopDown: two nn.ModuleLists of ConvBnAct, named lateral (1×1, in_channels[l] → width) and fpn_out (3×3, width → width)')
+        raise NotImplementedError('Exercise 3.2 · TopDown: one common width, then semantics flow from coarse to fine')
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.2 · TopDown: laterals first; merged = [laterals[-1]], then from the second-coarsest level down insert upsample_add(merged[0], lateral) at the front; apply fpn_out level by level')
+        raise NotImplementedError('Exercise 3.2 · TopDown: one common width, then semantics flow from coarse to fine')
 
 
 # %%
@@ -168,11 +166,11 @@ class BottomUp(nn.Module):
     def __init__(self, width: int, num_levels: int) -> None:
         super().__init__()
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.3 · BottomUp: nn.ModuleLists downsample (3×3 stride 2) and pan_out (3×3), num_levels - 1 ConvBnAct each')
+        raise NotImplementedError('Exercise 3.3 · BottomUp: detail flows back from fine to coarse along a short path')
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.3 · BottomUp: outputs = [features[0]]; for level l ≥ 1 append pan_out[l-1](features[l] + downsample[l-1](outputs[-1]))')
+        raise NotImplementedError('Exercise 3.3 · BottomUp: detail flows back from fine to coarse along a short path')
 
 
 # %%
@@ -202,11 +200,11 @@ class Neck(nn.Module):
     def __init__(self, in_channels: list[int], width: int) -> None:
         super().__init__()
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.4 · Neck: self.top_down = TopDown(in_channels, width); self.bottom_up = BottomUp(width, len(in_channels)); forward chains them')
+        raise NotImplementedError('Exercise 3.4 · Neck: the top-down path, then the bottom-up path')
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 3.4 · Neck: return self.bottom_up(self.top_down(features))')
+        raise NotImplementedError('Exercise 3.4 · Neck: the top-down path, then the bottom-up path')
 
 
 def to_package_state(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
 from course import arena_dir, check
+from course.reference import ch04 as reference
 from detector.boxes import make_points
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, DecoupledHead, FpnPan
@@ -68,11 +69,11 @@ def prior_bias(prior_prob: float) -> float:
         ``b = -log((1 - π) / π)``, a Python float.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 4.1 · prior_bias: solve sigmoid(b) = π for b')
+    raise NotImplementedError('Exercise 4.1 · prior_bias: invert the sigmoid at the prior probability')
 
 
 # %%
-prior_bias = check("4.1", prior_bias, fallback=lambda p: -math.log((1 - p) / p))
+prior_bias = check("4.1", prior_bias, fallback=reference.prior_bias)
 print(
     f"prior_bias(0.01) = {prior_bias(0.01):.4f}, sigmoid of it = {torch.sigmoid(torch.tensor(prior_bias(0.01))):.4f}"
 )
@@ -103,7 +104,7 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
         (``out[b, offset_l + i · W_l + j] = maps[l][b, :, i, j]``).
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 4.2 · flatten_levels: per level permute(0, 2, 3, 1) to [B, H, W, K], reshape to [B, H·W, K]; torch.cat over levels on dim 1')
+    raise NotImplementedError('Exercise 4.2 · flatten_levels: channels last before merging positions, levels in order')
 
 
 # %%
@@ -158,11 +159,11 @@ class SharedTower(nn.Module):
     def __init__(self, width: int, num_convs: int, num_levels: int) -> None:
         super().__init__()
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 4.3 · SharedTower: convs = ModuleList of num_convs convs; norms = ModuleList over levels of ModuleList of num_convs BatchNorm2d; act = SiLU')
+        raise NotImplementedError('Exercise 4.3 · SharedTower: convs shared by all levels, BatchNorm owned by each level')
 
     def forward(self, x: Tensor, level: int) -> Tensor:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 4.3 · SharedTower: for k, x = act(norms[level][k](convs[k](x)))')
+        raise NotImplementedError('Exercise 4.3 · SharedTower: convs shared by all levels, BatchNorm owned by each level')
 
 
 # %%
@@ -222,11 +223,11 @@ class Head(nn.Module):
         super().__init__()
         self.strides = list(strides) if strides is not None else [8 * 2**level for level in range(num_levels)]
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 4.4 · Head: two SharedTowers; three 3×3 prediction convs (C, 4, 1 channels) with weights ~ N(0, 0.01²); cls and obj biases = prior_bias(π), box bias 0; scales = nn.Parameter(torch.ones(L))')
+        raise NotImplementedError('Exercise 4.4 · Head: two towers and three prediction layers that start at the prior')
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         # YOUR CODE HERE
-        raise NotImplementedError('Exercise 4.4 · Head: per level run both towers; cls from the cls tower, box and obj from the reg tower; ltrb = softplus(scales[l] · box) · strides[l]; flatten_levels each list')
+        raise NotImplementedError('Exercise 4.4 · Head: two towers and three prediction layers that start at the prior')
 
 
 # %%

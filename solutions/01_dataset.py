@@ -27,10 +27,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from course import arena_dir, check
 from course.paths import SHARED_DATASETS_DIR
-from detector.data import CocoDetection, eval_transforms
+from course.reference import ch01 as reference
+from detector.data import CocoDetection
 from detector.data import collate as package_collate
 from detector.data import unletterbox_boxes as package_unletterbox_boxes
-from detector.data.coco import category_mapping
 
 PAD_VALUE = 114  # grey padding, as in YOLOv5 / ultralytics letterboxing
 
@@ -77,14 +77,14 @@ def xywh_to_xyxy(boxes_xywh: Tensor) -> Tensor:
     Returns:
         ``[..., 4]`` xyxy pixels, same dtype.
     """
-    ### BEGIN SOLUTION Exercise 1.1 · xywh_to_xyxy: split the last axis into x, y, w, h; x2 = x + w, y2 = y + h
+    ### BEGIN SOLUTION Exercise 1.1 · xywh_to_xyxy: a COCO box is its top-left corner plus its size
     x, y, w, h = boxes_xywh.unbind(-1)
     return torch.stack((x, y, x + w, y + h), dim=-1)
     ### END SOLUTION
 
 
 # %%
-xywh_to_xyxy = check("1.1", xywh_to_xyxy, fallback=lambda b: torch.cat((b[..., :2], b[..., :2] + b[..., 2:]), -1))
+xywh_to_xyxy = check("1.1", xywh_to_xyxy, fallback=reference.xywh_to_xyxy)
 
 # %% [markdown]
 # ## 3. Contiguous labels, placeholder dropped
@@ -109,7 +109,7 @@ def contiguous_labels(categories: list[dict]) -> tuple[list[str], dict[int, int]
     Returns:
         ``class_names`` (label ``i`` is ``class_names[i]``) and ``{category_id: label}``, both in id order.
     """
-    ### BEGIN SOLUTION Exercise 1.2 · contiguous_labels: sort by id; the placeholder is the lowest id whose name is every other category's supercategory
+    ### BEGIN SOLUTION Exercise 1.2 · contiguous_labels: drop Roboflow's placeholder, number the rest in id order
     ordered = sorted(categories, key=lambda c: c["id"])
     first, others = ordered[0], ordered[1:]
     if others and all(c.get("supercategory") == first["name"] for c in others):
@@ -119,7 +119,7 @@ def contiguous_labels(categories: list[dict]) -> tuple[list[str], dict[int, int]
 
 
 # %%
-contiguous_labels = check("1.2", contiguous_labels, fallback=lambda cats: category_mapping(cats)[:2])
+contiguous_labels = check("1.2", contiguous_labels, fallback=reference.contiguous_labels)
 class_names, id_to_label = contiguous_labels(coco["categories"])
 print(class_names, id_to_label)
 
@@ -152,7 +152,7 @@ def letterbox(image: Tensor, boxes: Tensor, size: int) -> tuple[Tensor, Tensor, 
     Returns:
         ``(image uint8 [3, S, S], boxes float [K, 4] in the letterboxed frame, scale, (left, top))``.
     """
-    ### BEGIN SOLUTION Exercise 1.3 · letterbox: scale = size / max(H, W); new_h = round(H·scale); pad (size - new_w) // 2 left; boxes · (new_w / W) + left
+    ### BEGIN SOLUTION Exercise 1.3 · letterbox: keep the aspect ratio, centre on a grey square, boxes follow
     height, width = image.shape[-2:]
     scale = size / max(height, width)
     new_h, new_w = round(height * scale), round(width * scale)
@@ -184,7 +184,7 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad: tuple[float, float], ori
     Returns:
         ``[K, 4]`` xyxy pixels in the original image, inside ``[0, W] × [0, H]``.
     """
-    ### BEGIN SOLUTION Exercise 1.4 · unletterbox_boxes: subtract (left, top), divide by the exact factors round(W·scale)/W and round(H·scale)/H, clip to the image
+    ### BEGIN SOLUTION Exercise 1.4 · unletterbox_boxes: undo the shift, then the per-axis scaling, then clip
     height, width = orig_size
     factor = boxes.new_tensor([round(width * scale) / width, round(height * scale) / height] * 2)
     mapped = (boxes - boxes.new_tensor([pad[0], pad[1]] * 2)) / factor
@@ -193,14 +193,7 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad: tuple[float, float], ori
 
 
 # %%
-def package_letterbox(image, boxes, size):
-    """The package's letterbox (torchvision v2 transforms), with the exercise's signature."""
-    out_image, target = eval_transforms(size)(image, {"boxes": boxes})
-    info = target["letterbox"]
-    return out_image, target["boxes"], info["scale"], tuple(int(p) for p in info["pad"])
-
-
-letterbox = check("1.3", letterbox, fallback=package_letterbox)
+letterbox = check("1.3", letterbox, fallback=reference.letterbox)
 unletterbox_boxes = check("1.4", unletterbox_boxes, fallback=package_unletterbox_boxes)
 
 # %% [markdown]
@@ -262,7 +255,7 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:
     Returns:
         ``images uint8 [B, 3, S, S]`` and the list of ``B`` target dicts, in order.
     """
-    ### BEGIN SOLUTION Exercise 1.5 · collate: torch.stack the images; return the targets as a list
+    ### BEGIN SOLUTION Exercise 1.5 · collate: the images share one shape, the targets do not
     images, targets = zip(*batch)
     return torch.stack(images), list(targets)
     ### END SOLUTION
@@ -304,7 +297,7 @@ class RoboflowSplit(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict]:
-        ### BEGIN SOLUTION Exercise 1.6 · RoboflowSplit: decode self.split_dir / file_name; boxes via xywh_to_xyxy (reshape(-1, 4) for no boxes); labels via self.id_to_label
+        ### BEGIN SOLUTION Exercise 1.6 · RoboflowSplit: one image and its annotations as tensors, labels contiguous
         record = self.images[index]
         image = decode_image(str(self.split_dir / record["file_name"]), mode=ImageReadMode.RGB)
         annotations = self.annotations[record["id"]]

@@ -31,9 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from course import arena_dir, check
+from course.reference import ch02 as reference
 from detector.data import CocoDetection, eval_transforms
-from detector.model import Backbone
-from detector.model.backbone import _module_stages
 
 torch.manual_seed(0)
 arena = arena_dir()
@@ -78,20 +77,14 @@ def create_backbone(
         ``(model, channels, strides)``: ``model(images [B, 3, H, W])`` is a list of ``len(out_indices)`` maps
         ``[B, channels[l], ~H / strides[l], ~W / strides[l]]``; ``channels`` and ``strides`` are lists of ints.
     """
-    ### BEGIN SOLUTION Exercise 2.1 · create_backbone: timm.create_model(..., pretrained=False, features_only=True, out_indices=...); model.feature_info.channels() and .reduction()
+    ### BEGIN SOLUTION Exercise 2.1 · create_backbone: let timm describe the levels, hard-code nothing
     model = timm.create_model(name, pretrained=False, features_only=True, out_indices=tuple(out_indices))
     return model, list(model.feature_info.channels()), list(model.feature_info.reduction())
     ### END SOLUTION
 
 
 # %%
-def package_create_backbone(name, out_indices=(2, 3, 4)):
-    """The package's ``Backbone`` with the exercise's signature."""
-    backbone = Backbone(name, out_indices=out_indices)
-    return backbone.model, backbone.channels, backbone.strides
-
-
-create_backbone = check("2.1", create_backbone, fallback=package_create_backbone)
+create_backbone = check("2.1", create_backbone, fallback=reference.create_backbone)
 
 # %% [markdown]
 # Two backbones side by side on a 320-pixel input. Their channels differ a lot (ResNet-18 doubles the width at
@@ -174,7 +167,7 @@ def parameter_stages(model: nn.Module) -> dict[str, int]:
     Returns:
         ``{parameter name as in model.named_parameters(): stage}`` for every parameter, stages ``0 … K``.
     """
-    ### BEGIN SOLUTION Exercise 2.2 · parameter_stages: list the named_modules() in order; boundary k ends at the position of the last module named b or b + "." ...; each module's own parameters (recurse=False) get the first stage whose end is at or after the module's position
+    ### BEGIN SOLUTION Exercise 2.2 · parameter_stages: a stage ends with the last module inside its boundary
     modules = list(model.named_modules())
     names = [name for name, _ in modules]
     ends = [
@@ -191,17 +184,7 @@ def parameter_stages(model: nn.Module) -> dict[str, int]:
 
 
 # %%
-def package_parameter_stages(model):
-    """The stages the package's ``Backbone`` uses for freezing, as ``{parameter name: stage}``."""
-    module_names = {id(module): name for name, module in model.named_modules()}
-    return {
-        f"{module_names[id(module)]}.{name}": stage
-        for module, stage in _module_stages(model, stage_boundaries(model))
-        for name, _ in module.named_parameters(recurse=False)
-    }
-
-
-parameter_stages = check("2.2", parameter_stages, fallback=package_parameter_stages)
+parameter_stages = check("2.2", parameter_stages, fallback=reference.parameter_stages)
 for name in ("resnet18", "efficientnet_b0"):
     model, _, _ = create_backbone(name, (2, 3, 4))
     stages = parameter_stages(model)
@@ -254,7 +237,7 @@ class FrozenStagesBackbone(nn.Module):
         super().__init__()
         self.model, self.channels, self.strides = create_backbone(name, out_indices)
         stages = parameter_stages(self.model)  # {parameter name: stage}
-        ### BEGIN SOLUTION Exercise 2.3 · FrozenStagesBackbone: first trainable stage = max(K - N + 1, 1) (K: last stage); requires_grad_(stage >= first); collect the nn.modules.batchnorm._BatchNorm modules whose weight is frozen
+        ### BEGIN SOLUTION Exercise 2.3 · FrozenStagesBackbone: no gradients and fixed BatchNorm statistics
         last_stage = max(stages.values())
         first_trainable = 0 if trainable_stages is None else max(last_stage - trainable_stages + 1, 1)
         for parameter_name, parameter in self.model.named_parameters():
@@ -272,7 +255,7 @@ class FrozenStagesBackbone(nn.Module):
     def train(self, mode: bool = True) -> "FrozenStagesBackbone":
         """Like ``nn.Module.train``, but the BatchNorm layers of frozen stages stay in eval mode."""
         super().train(mode)
-        ### BEGIN SOLUTION Exercise 2.3 · FrozenStagesBackbone: after super().train(mode), put every module of self.frozen_norms back in eval mode
+        ### BEGIN SOLUTION Exercise 2.3 · FrozenStagesBackbone: no gradients and fixed BatchNorm statistics
         for module in self.frozen_norms:
             module.eval()
         ### END SOLUTION
@@ -284,14 +267,7 @@ class FrozenStagesBackbone(nn.Module):
 
 
 # %%
-def package_frozen_backbone(name, out_indices=(2, 3, 4), trainable_stages=None):
-    """The package's ``Backbone`` with the exercise's signature."""
-    return Backbone(
-        name, out_indices=out_indices, freeze="none" if trainable_stages is None else trainable_stages
-    )
-
-
-FrozenStagesBackbone = check("2.3", FrozenStagesBackbone, fallback=package_frozen_backbone)
+FrozenStagesBackbone = check("2.3", FrozenStagesBackbone, fallback=reference.frozen_stages_backbone)
 
 # %% [markdown]
 # The trap, measured. We put two copies of resnet18 in train mode — the usual state during training — after
@@ -345,7 +321,7 @@ def parameters_per_stage(model: nn.Module, stages: dict[str, int]) -> tuple[list
         ``(total, trainable)``: two lists of length ``max(stage) + 1``; ``total[k]`` is the number of parameter
         elements (``numel``) in stage ``k``, ``trainable[k]`` those with ``requires_grad``.
     """
-    ### BEGIN SOLUTION Exercise 2.4 · parameters_per_stage: loop over named_parameters(); add p.numel() to total[stage] and, if p.requires_grad, to trainable[stage]
+    ### BEGIN SOLUTION Exercise 2.4 · parameters_per_stage: count elements, not tensors, stage by stage
     total = [0] * (max(stages.values()) + 1)
     trainable = [0] * len(total)
     for name, parameter in model.named_parameters():
@@ -357,19 +333,7 @@ def parameters_per_stage(model: nn.Module, stages: dict[str, int]) -> tuple[list
 
 
 # %%
-def reference_parameters_per_stage(model, stages):
-    """Same counts with a dict comprehension per stage (the chapter's fallback)."""
-    params = dict(model.named_parameters())
-    count = max(stages.values()) + 1
-    total = [sum(params[n].numel() for n, s in stages.items() if s == k) for k in range(count)]
-    trainable = [
-        sum(params[n].numel() for n, s in stages.items() if s == k and params[n].requires_grad)
-        for k in range(count)
-    ]
-    return total, trainable
-
-
-parameters_per_stage = check("2.4", parameters_per_stage, fallback=reference_parameters_per_stage)
+parameters_per_stage = check("2.4", parameters_per_stage, fallback=reference.parameters_per_stage)
 
 # %% [markdown]
 # Where the parameters are. The last stage of ResNet-18 holds three quarters of all parameters — it works on a

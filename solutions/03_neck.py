@@ -30,9 +30,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor, nn
 
 from course import arena_dir, check
+from course.reference import ch03 as reference
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, FpnPan
-from detector.model.neck import _resize_to
 
 torch.manual_seed(0)
 arena = arena_dir()
@@ -81,15 +81,13 @@ def upsample_add(coarse: Tensor, lateral: Tensor) -> Tensor:
     Returns:
         ``[B, C, H, W]``: ``lateral + nearest_resize(coarse, (H, W))``.
     """
-    ### BEGIN SOLUTION Exercise 3.1 · upsample_add: F.interpolate(coarse, size=lateral.shape[-2:], mode="nearest") + lateral
+    ### BEGIN SOLUTION Exercise 3.1 · upsample_add: each coarse cell covers the finer cells under it, then add
     return lateral + F.interpolate(coarse, size=lateral.shape[-2:], mode="nearest")
     ### END SOLUTION
 
 
 # %%
-upsample_add = check(
-    "3.1", upsample_add, fallback=lambda coarse, lateral: lateral + _resize_to(coarse, lateral)
-)
+upsample_add = check("3.1", upsample_add, fallback=reference.upsample_add)
 print(upsample_add(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.zeros(1, 1, 4, 4))[0, 0])
 
 # %% [markdown]
@@ -125,13 +123,13 @@ class TopDown(nn.Module):
 
     def __init__(self, in_channels: list[int], width: int) -> None:
         super().__init__()
-        ### BEGIN SOLUTION Exercise 3.2 · TopDown: two nn.ModuleLists of ConvBnAct, named lateral (1×1, in_channels[l] → width) and fpn_out (3×3, width → width)
+        ### BEGIN SOLUTION Exercise 3.2 · TopDown: one common width, then semantics flow from coarse to fine
         self.lateral = nn.ModuleList(ConvBnAct(c, width, kernel_size=1) for c in in_channels)
         self.fpn_out = nn.ModuleList(ConvBnAct(width, width, kernel_size=3) for _ in in_channels)
         ### END SOLUTION
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
-        ### BEGIN SOLUTION Exercise 3.2 · TopDown: laterals first; merged = [laterals[-1]], then from the second-coarsest level down insert upsample_add(merged[0], lateral) at the front; apply fpn_out level by level
+        ### BEGIN SOLUTION Exercise 3.2 · TopDown: one common width, then semantics flow from coarse to fine
         laterals = [
             conv(x) for conv, x in zip(self.lateral, features, strict=True)
         ]  # L maps [B, width, H_l, W_l]
@@ -177,13 +175,13 @@ class BottomUp(nn.Module):
 
     def __init__(self, width: int, num_levels: int) -> None:
         super().__init__()
-        ### BEGIN SOLUTION Exercise 3.3 · BottomUp: nn.ModuleLists downsample (3×3 stride 2) and pan_out (3×3), num_levels - 1 ConvBnAct each
+        ### BEGIN SOLUTION Exercise 3.3 · BottomUp: detail flows back from fine to coarse along a short path
         self.downsample = nn.ModuleList(ConvBnAct(width, width, 3, stride=2) for _ in range(num_levels - 1))
         self.pan_out = nn.ModuleList(ConvBnAct(width, width, 3) for _ in range(num_levels - 1))
         ### END SOLUTION
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
-        ### BEGIN SOLUTION Exercise 3.3 · BottomUp: outputs = [features[0]]; for level l ≥ 1 append pan_out[l-1](features[l] + downsample[l-1](outputs[-1]))
+        ### BEGIN SOLUTION Exercise 3.3 · BottomUp: detail flows back from fine to coarse along a short path
         outputs = [features[0]]  # N_3 = F_3
         for level in range(1, len(features)):
             down = self.downsample[level - 1](
@@ -220,13 +218,13 @@ class Neck(nn.Module):
 
     def __init__(self, in_channels: list[int], width: int) -> None:
         super().__init__()
-        ### BEGIN SOLUTION Exercise 3.4 · Neck: self.top_down = TopDown(in_channels, width); self.bottom_up = BottomUp(width, len(in_channels)); forward chains them
+        ### BEGIN SOLUTION Exercise 3.4 · Neck: the top-down path, then the bottom-up path
         self.top_down = TopDown(in_channels, width)
         self.bottom_up = BottomUp(width, len(in_channels))
         ### END SOLUTION
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
-        ### BEGIN SOLUTION Exercise 3.4 · Neck: return self.bottom_up(self.top_down(features))
+        ### BEGIN SOLUTION Exercise 3.4 · Neck: the top-down path, then the bottom-up path
         return self.bottom_up(self.top_down(features))
         ### END SOLUTION
 

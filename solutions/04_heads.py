@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
 from course import arena_dir, check
+from course.reference import ch04 as reference
 from detector.boxes import make_points
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, DecoupledHead, FpnPan
@@ -67,13 +68,13 @@ def prior_bias(prior_prob: float) -> float:
     Returns:
         ``b = -log((1 - π) / π)``, a Python float.
     """
-    ### BEGIN SOLUTION Exercise 4.1 · prior_bias: solve sigmoid(b) = π for b
+    ### BEGIN SOLUTION Exercise 4.1 · prior_bias: invert the sigmoid at the prior probability
     return -math.log((1.0 - prior_prob) / prior_prob)
     ### END SOLUTION
 
 
 # %%
-prior_bias = check("4.1", prior_bias, fallback=lambda p: -math.log((1 - p) / p))
+prior_bias = check("4.1", prior_bias, fallback=reference.prior_bias)
 print(
     f"prior_bias(0.01) = {prior_bias(0.01):.4f}, sigmoid of it = {torch.sigmoid(torch.tensor(prior_bias(0.01))):.4f}"
 )
@@ -103,7 +104,7 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
         ``[B, N, K]`` with ``N = Σ H_l · W_l``: levels in order, row-major within a level
         (``out[b, offset_l + i · W_l + j] = maps[l][b, :, i, j]``).
     """
-    ### BEGIN SOLUTION Exercise 4.2 · flatten_levels: per level permute(0, 2, 3, 1) to [B, H, W, K], reshape to [B, H·W, K]; torch.cat over levels on dim 1
+    ### BEGIN SOLUTION Exercise 4.2 · flatten_levels: channels last before merging positions, levels in order
     rows = [m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps]  # [B, H_l·W_l, K] each
     return torch.cat(rows, dim=1)
     ### END SOLUTION
@@ -160,7 +161,7 @@ class SharedTower(nn.Module):
 
     def __init__(self, width: int, num_convs: int, num_levels: int) -> None:
         super().__init__()
-        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: convs = ModuleList of num_convs convs; norms = ModuleList over levels of ModuleList of num_convs BatchNorm2d; act = SiLU
+        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: convs shared by all levels, BatchNorm owned by each level
         self.convs = nn.ModuleList(
             nn.Conv2d(width, width, 3, padding=1, bias=False) for _ in range(num_convs)
         )
@@ -171,7 +172,7 @@ class SharedTower(nn.Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor, level: int) -> Tensor:
-        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: for k, x = act(norms[level][k](convs[k](x)))
+        ### BEGIN SOLUTION Exercise 4.3 · SharedTower: convs shared by all levels, BatchNorm owned by each level
         for conv, norm in zip(self.convs, self.norms[level], strict=True):
             x = self.act(norm(conv(x)))  # the same conv for every level, this level's BatchNorm
         return x
@@ -234,7 +235,7 @@ class Head(nn.Module):
     ) -> None:
         super().__init__()
         self.strides = list(strides) if strides is not None else [8 * 2**level for level in range(num_levels)]
-        ### BEGIN SOLUTION Exercise 4.4 · Head: two SharedTowers; three 3×3 prediction convs (C, 4, 1 channels) with weights ~ N(0, 0.01²); cls and obj biases = prior_bias(π), box bias 0; scales = nn.Parameter(torch.ones(L))
+        ### BEGIN SOLUTION Exercise 4.4 · Head: two towers and three prediction layers that start at the prior
         self.cls_tower = SharedTower(width, num_convs, num_levels)
         self.reg_tower = SharedTower(width, num_convs, num_levels)
         self.cls_pred = nn.Conv2d(width, num_classes, 3, padding=1)
@@ -249,7 +250,7 @@ class Head(nn.Module):
         ### END SOLUTION
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        ### BEGIN SOLUTION Exercise 4.4 · Head: per level run both towers; cls from the cls tower, box and obj from the reg tower; ltrb = softplus(scales[l] · box) · strides[l]; flatten_levels each list
+        ### BEGIN SOLUTION Exercise 4.4 · Head: two towers and three prediction layers that start at the prior
         cls_maps, box_maps, obj_maps = [], [], []
         for level, x in enumerate(features):  # x: [B, width, H_l, W_l]
             cls_features = self.cls_tower(x, level)

@@ -25,6 +25,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from course import arena_dir, check
+from course.reference import ch05 as reference
 from detector.boxes import aligned_box_iou
 from detector.boxes import ltrb_to_xyxy as package_ltrb_to_xyxy
 from detector.boxes import make_points as package_make_points
@@ -70,7 +71,7 @@ def make_points(
         ``points [N, 2]`` with ``points[k] = ((j + 0.5)·s, (i + 0.5)·s)`` for row ``i``, column ``j`` (row-major,
         levels in order), and ``strides [N]`` (each point's ``s``); ``N = Σ H_l · W_l``.
     """
-    ### BEGIN SOLUTION Exercise 5.1 · make_points: per level, xs = (arange(W) + 0.5)·s, ys = (arange(H) + 0.5)·s; meshgrid(ys, xs, indexing="ij") gives rows first; stack as (x, y), reshape(-1, 2); cat over levels
+    ### BEGIN SOLUTION Exercise 5.1 · make_points: each cell centre as x, y in pixels, row by row, level by level
     all_points, all_strides = [], []
     for (height, width), stride in zip(feature_sizes, strides, strict=True):
         xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * stride  # [W] column centres
@@ -139,7 +140,7 @@ def ltrb_to_xyxy(points: Tensor, ltrb: Tensor) -> Tensor:
     Returns:
         ``[..., N, 4]`` xyxy boxes ``(x - l, y - t, x + r, y + b)``.
     """
-    ### BEGIN SOLUTION Exercise 5.2 · ltrb_to_xyxy: torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
+    ### BEGIN SOLUTION Exercise 5.2 · ltrb_to_xyxy: step out from the point to each side of the box
     return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
     ### END SOLUTION
 
@@ -154,7 +155,7 @@ def xyxy_to_ltrb(points: Tensor, boxes: Tensor) -> Tensor:
     Returns:
         ``[..., N, 4]`` ``(x - x1, y - y1, x2 - x, y2 - y)``; negative where the point lies outside the box.
     """
-    ### BEGIN SOLUTION Exercise 5.3 · xyxy_to_ltrb: torch.cat((points - boxes[..., :2], boxes[..., 2:] - points), dim=-1), no clamping
+    ### BEGIN SOLUTION Exercise 5.3 · xyxy_to_ltrb: how far each side of the box lies from the point, signed
     return torch.cat((points - boxes[..., :2], boxes[..., 2:] - points), dim=-1)
     ### END SOLUTION
 
@@ -245,7 +246,7 @@ def decode_boxes(box_maps: list[Tensor], strides: list[int]) -> tuple[Tensor, Te
     Returns:
         ``(boxes [B, N, 4] xyxy pixels, points [N, 2])``, rows in ``make_points`` order.
     """
-    ### BEGIN SOLUTION Exercise 5.4 · decode_boxes: make_points from the maps' (H, W); flatten each map to [B, H·W, 4] (permute first), cat; multiply by the per-point strides[:, None]; ltrb_to_xyxy
+    ### BEGIN SOLUTION Exercise 5.4 · decode_boxes: points for the maps, distances back to pixels, then corners
     sizes = [(m.shape[-2], m.shape[-1]) for m in box_maps]
     points, point_strides = make_points(sizes, strides, device=box_maps[0].device, dtype=box_maps[0].dtype)
     ltrb = torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, 4) for m in box_maps], dim=1)  # [B, N, 4]
@@ -254,18 +255,7 @@ def decode_boxes(box_maps: list[Tensor], strides: list[int]) -> tuple[Tensor, Te
 
 
 # %%
-def package_decode_boxes(box_maps, strides):
-    """The same decoding with the package's functions (the head's flattening, then ``ltrb_to_xyxy``)."""
-    from detector.model.head import _flatten
-
-    sizes = [(m.shape[-2], m.shape[-1]) for m in box_maps]
-    points, point_strides = package_make_points(
-        sizes, strides, device=box_maps[0].device, dtype=box_maps[0].dtype
-    )
-    return package_ltrb_to_xyxy(points, _flatten(box_maps) * point_strides[:, None]), points
-
-
-decode_boxes = check("5.4", decode_boxes, fallback=package_decode_boxes)
+decode_boxes = check("5.4", decode_boxes, fallback=reference.decode_boxes)
 maps = [torch.ones(1, 4, h, w) for h, w in sizes]  # every cell predicts 1 stride to each side
 decoded, _ = decode_boxes(maps, strides)
 print(
