@@ -93,7 +93,10 @@ class ModelConfig:
     """Backbone, neck and head (Chapters 2–4)."""
 
     backbone: str = "resnet18"
+    # null: random init; "timm": ImageNet weights through timm's hub (downloads); else a local weights file
     pretrained: str | None = None
+    # a trained detector's checkpoint (runs/x/best.pt) to fine-tune from; another class count keeps all but cls_pred
+    init_from: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [2, 3, 4])
     freeze: Literal["none", "all"] | int = "none"
     neck_width: int = field(default=96, metadata=bounds(low=1))

@@ -80,8 +80,14 @@ def _out_indices_error(name: str, out_indices: Sequence[int]) -> ValueError:
     )
 
 
+# ``model.pretrained: timm``: the one value that lets timm fetch ImageNet weights through its hub.
+FROM_TIMM_HUB = "timm"
+
+
 def _create_features_model(name: str, out_indices: Sequence[int], pretrained: str | Path | None) -> nn.Module:
-    """``timm.create_model(..., features_only=True)``, weights only from a local file, never from a hub."""
+    """``timm.create_model(..., features_only=True)`` with weights from nowhere (``None``), from timm's hub
+    (``"timm"``: the only case that may download; timm's own cache and ``HF_HUB_OFFLINE`` apply) or from a
+    local file (any other value)."""
     if not timm.is_model(name.split(".")[0]):
         raise ValueError(
             f"unknown timm backbone {name!r}: use a name from timm.list_models(), e.g. 'resnet18', 'resnet50', "
@@ -90,6 +96,16 @@ def _create_features_model(name: str, out_indices: Sequence[int], pretrained: st
     kwargs = dict(features_only=True, out_indices=tuple(out_indices))
     if pretrained is None:
         return timm.create_model(name, pretrained=False, **kwargs)
+    if str(pretrained) == FROM_TIMM_HUB:
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as error:  # network, hub and cache errors come in many types
+            raise RuntimeError(
+                f"model.pretrained: {FROM_TIMM_HUB} could not get the weights of {name!r} through timm's hub "
+                f"({type(error).__name__}: {error}): on a machine without internet access, save them elsewhere "
+                f"(torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), path)) and set "
+                "model.pretrained to that file, or to null to train from scratch"
+            ) from error
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -146,8 +162,8 @@ class Backbone(nn.Module):
     Args:
         name: any timm model name (``resnet18`` for the CPU demo, ``resnet50`` for the halo recipe).
         out_indices: timm feature levels to return; ``(2, 3, 4)`` is strides 8/16/32 for ResNets.
-        pretrained: path to a local weights file of exactly this architecture, or ``None`` for random
-            initialisation. Nothing is ever downloaded.
+        pretrained: ``None`` for random initialisation; a path to a local weights file of exactly this
+            architecture; or ``"timm"`` to let timm download its ImageNet weights (the only case that downloads).
         freeze: ``"none"``; ``"all"``; or an int ``N``: only the last ``N`` stages stay trainable (the stem
             and every earlier stage are frozen; ``0`` is the same as ``"all"``).
 

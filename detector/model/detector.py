@@ -16,6 +16,7 @@ from detector.config import Config, ConfigError, ModelConfig, config_from_dict
 from detector.model.backbone import Backbone
 from detector.model.head import DecoupledHead
 from detector.model.neck import FpnPan
+from detector.model.transfer import init_from_checkpoint
 
 UINT8_MAX = 255.0
 MAX_CACHED_SIZES = 16  # distinct (H, W, device, dtype) point grids kept; multi-scale training uses a few
@@ -178,4 +179,7 @@ def build_detector(config: ModelConfig | Config | dict[str, Any], num_classes: i
         prior_prob=model_config.prior_prob,
         strides=backbone.strides,
     )
-    return Detector(backbone, neck, head)
+    detector = Detector(backbone, neck, head)
+    if model_config.init_from is not None:
+        init_from_checkpoint(detector, model_config.init_from)
+    return detector
