@@ -7,7 +7,7 @@ mapped back to the original images with ``unletterbox_boxes``, as ``detector eva
 
 - ``ours``: ``detector`` with the default recipe (TAL, focal, DIoU, IoU-aware objectness);
 - ``ours_seed``: the same model with the seed recipe (per-level assignment, BCE on positives, focal
-  objectness, weights 1/1/5: ``loss.recipe=seed``);
+  objectness, weights 1/1/5: the loss section of the ``seed`` config);
 - ``fcos``: torchvision FCOS ResNet-18-FPN (256 channels, P3–P7) with its own losses;
 - ``fcos_narrow``: the same FCOS with an FPN and head as narrow as our neck (``model.neck_width``), so
   that the comparison separates architecture from width.

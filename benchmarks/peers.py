@@ -52,8 +52,11 @@ BATCH_SEED = 0
 
 
 def ours_config(recipe: str = "default", overrides: list[str] | None = None) -> Config:
-    """The ``arena_cpu`` config with ``loss.recipe`` set (``default`` or ``seed``)."""
-    return load_config(DEFAULT_CONFIG, [f"loss.recipe={recipe}", *(overrides or [])])
+    """The ``arena_cpu`` config, with the loss section of the shipped ``seed`` config for ``recipe="seed"``."""
+    config = load_config(DEFAULT_CONFIG, overrides)
+    if recipe == "seed":
+        config.loss = load_config("seed").loss
+    return config
 
 
 def amp_dtype_for(device: torch.device, train: TrainConfig | None = None) -> torch.dtype | None:

@@ -119,10 +119,11 @@ class AssignerConfig:
 
 @dataclass
 class LossConfig:
-    """Loss recipe (Chapter 7). ``recipe: seed`` reproduces the first notebook implementation."""
+    """Loss recipe (Chapter 7). The shipped config ``seed`` holds the first notebook implementation's."""
 
-    recipe: Literal["default", "seed"] = "default"
-    cls: Literal["qfl", "varifocal", "bce", "focal"] = "focal"
+    # qfl, varifocal, bce: minimum at the soft target; focal: not (Chapter 7); bce_positives: the seed's one-hot
+    # BCE on the positives only
+    cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "focal"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"
     cls_weight: float = field(default=1.0, metadata=bounds(low=0.0))

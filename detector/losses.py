@@ -15,14 +15,14 @@ normalised by the sum of the soft target scores (clamped at 1, as in YOLOv8/PP-Y
 The IoU-family and focal losses are :mod:`torchvision.ops`. Everything is computed in float32 with autocast
 off, so AMP training sees the same numbers.
 
-``recipe: seed`` reproduces the first notebook implementation whatever the other fields say: the per-level
-(FCOS) assigner, BCE on the one-hot classes of the positives only, DIoU box loss, focal objectness, weights
-cls/box/obj = 1/1/5 (see :data:`SEED_RECIPE`).
+``cls: bce_positives`` is the first notebook implementation's choice: BCE on the one-hot classes of the
+positives only (negatives teach nothing about classes). The shipped config ``seed`` (``detector/configs/seed.yaml``)
+holds that implementation's whole recipe: the per-level (FCOS) assigner, ``bce_positives``, DIoU, focal
+objectness, weights cls/box/obj = 1/1/5.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -50,25 +50,6 @@ BOX_LOSSES = {"diou": distance_box_iou_loss, "giou": generalized_box_iou_loss, "
 MIN_SIDE_PX = 1e-3
 
 
-@dataclass(frozen=True)
-class LossRecipe:
-    """The resolved choices of a :class:`DetectionLoss` (``cls="bce_positives"`` only via the seed recipe)."""
-
-    cls: str
-    box: str
-    obj: str
-    cls_weight: float
-    box_weight: float
-    obj_weight: float
-    focal_gamma: float
-    focal_alpha: float
-
-
-# The first notebook implementation: per-level assignment, BCE on positives' one-hot classes, DIoU, focal
-# objectness (torchvision's default alpha 0.25, gamma 2), weights 1/1/5.
-SEED_RECIPE = LossRecipe("bce_positives", "diou", "focal", 1.0, 1.0, 5.0, focal_gamma=2.0, focal_alpha=0.25)
-
-
 class LossOutput(NamedTuple):
     """Result of :class:`DetectionLoss`.
 
@@ -87,23 +68,11 @@ class LossOutput(NamedTuple):
     assignment: AssignResult
 
 
-def resolve_recipe(config: LossConfig) -> LossRecipe:
-    """The loss choices a config stands for: :data:`SEED_RECIPE` for ``recipe: seed``, else its fields."""
-    if config.recipe == "seed":
-        return SEED_RECIPE
-    return LossRecipe(
-        config.cls, config.box, config.obj, config.cls_weight, config.box_weight, config.obj_weight,
-        config.focal_gamma, config.focal_alpha,
-    )  # fmt: skip
-
-
 def build_assigner(
     num_classes: int, config: LossConfig | AssignerConfig
 ) -> TaskAlignedAssigner | PerLevelAssigner:
-    """The assigner of a loss config (``recipe: seed`` → per-level) or of an assigner config (its ``kind``)."""
+    """The assigner (its ``kind``) of a loss config or of an assigner config."""
     assigner_config = config.assigner if isinstance(config, LossConfig) else config
-    if isinstance(config, LossConfig) and config.recipe == "seed":
-        return PerLevelAssigner(num_classes, memory_budget_mb=assigner_config.memory_budget_mb)
     if assigner_config.kind == "per_level":
         return PerLevelAssigner(
             num_classes,
@@ -186,14 +155,14 @@ class DetectionLoss(nn.Module):
 
     Args:
         num_classes: ``C``.
-        config: the loss section of the config; ``recipe: seed`` overrides every other field.
+        config: the loss section of the config.
     """
 
     def __init__(self, num_classes: int, config: LossConfig | None = None) -> None:
         super().__init__()
         config = config or LossConfig()
         self.num_classes = num_classes
-        self.recipe = resolve_recipe(config)
+        self.config = config
         self.assigner = build_assigner(num_classes, config)
 
     def forward(
@@ -229,9 +198,9 @@ class DetectionLoss(nn.Module):
                 "obj": self.obj_loss(obj_logits, pred_boxes, assigned),
             }
             weights = {
-                "cls": self.recipe.cls_weight,
-                "box": self.recipe.box_weight,
-                "obj": self.recipe.obj_weight,
+                "cls": self.config.cls_weight,
+                "box": self.config.box_weight,
+                "obj": self.config.obj_weight,
             }
             weighted = {name: weights[name] * term / normaliser for name, term in terms.items()}
             total = weighted["cls"] + weighted["box"] + weighted["obj"]
@@ -245,20 +214,20 @@ class DetectionLoss(nn.Module):
 
     def cls_loss(self, cls_logits: Tensor, assigned: AssignResult) -> Tensor:
         """Summed classification loss ``[]`` of ``cls_logits [B, N, C]`` against ``assigned.scores``."""
-        recipe = self.recipe
-        if recipe.cls == "focal":
+        config = self.config
+        if config.cls == "focal":
             return sigmoid_focal_loss(
                 cls_logits,
                 assigned.scores,
-                alpha=recipe.focal_alpha,
-                gamma=recipe.focal_gamma,
+                alpha=config.focal_alpha,
+                gamma=config.focal_gamma,
                 reduction="sum",
             )
-        if recipe.cls == "qfl":
+        if config.cls == "qfl":
             return quality_focal_loss(cls_logits, assigned.scores, reduction="sum")
-        if recipe.cls == "varifocal":
-            return varifocal_loss(cls_logits, assigned.scores, gamma=recipe.focal_gamma).sum()
-        if recipe.cls == "bce":
+        if config.cls == "varifocal":
+            return varifocal_loss(cls_logits, assigned.scores, gamma=config.focal_gamma).sum()
+        if config.cls == "bce":
             return F.binary_cross_entropy_with_logits(cls_logits, assigned.scores, reduction="sum")
         # "bce_positives" (seed): one-hot classes of the positives only.
         fg_mask = assigned.fg_mask
@@ -271,19 +240,19 @@ class DetectionLoss(nn.Module):
         Both xyxy in one frame per row (:meth:`forward` passes them relative to each positive's point). Each term is weighted by the positive's target score ``weights [P]``; 0 (still in the graph) for
         ``P = 0``.
         """
-        losses = BOX_LOSSES[self.recipe.box](pred_boxes, target_boxes, reduction="none")
+        losses = BOX_LOSSES[self.config.box](pred_boxes, target_boxes, reduction="none")
         return (losses * weights).sum()
 
     def obj_loss(self, obj_logits: Tensor, pred_boxes: Tensor, assigned: AssignResult) -> Tensor:
         """Summed objectness loss ``[]``: ``obj_logits [B, N]`` towards the detached IoU of positives, 0 elsewhere."""
         with torch.no_grad():
             iou_targets = aligned_box_iou(pred_boxes, assigned.boxes) * assigned.fg_mask  # [B, N]
-        if self.recipe.obj == "focal":
+        if self.config.obj == "focal":
             return sigmoid_focal_loss(
                 obj_logits,
                 iou_targets,
-                alpha=self.recipe.focal_alpha,
-                gamma=self.recipe.focal_gamma,
+                alpha=self.config.focal_alpha,
+                gamma=self.config.focal_gamma,
                 reduction="sum",
             )
         return F.binary_cross_entropy_with_logits(obj_logits, iou_targets, reduction="sum")

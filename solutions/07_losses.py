@@ -28,7 +28,7 @@ from torchvision.ops import box_iou, distance_box_iou_loss, generalized_box_iou_
 from course import arena_dir, check
 from course.resources import scaled
 from detector.boxes import aligned_box_iou, ltrb_to_xyxy
-from detector.config import LossConfig, ModelConfig
+from detector.config import LossConfig, ModelConfig, load_config
 from detector.data import CocoDetection, collate, eval_transforms, pad_targets
 from detector.losses import DetectionLoss
 from detector.metrics import coco_map
@@ -438,7 +438,7 @@ print(f"total ours {total.item():9.4f}   package {package_loss.total.item():9.4f
 # ## 4. A short ablation: the seed recipe vs the package's default
 #
 # The course's first, notebook-only detector (the "seed", see the course introduction) trained with a different
-# recipe; `LossConfig(recipe="seed")` reproduces it: the fixed per-level FCOS assigner (Chapter 6, Section 1),
+# recipe; the shipped config `seed` holds it (`load_config("seed").loss`): the fixed per-level FCOS assigner (Chapter 6, Section 1),
 # BCE on the one-hot classes of the **positives only** (negatives never teach the classifier; objectness has to
 # reject the background), DIoU, focal objectness, weights 1/1/5. The package's default: TAL, focal loss on the
 # soft targets over all points, DIoU weighted by the target score, BCE objectness towards the IoU.
@@ -470,10 +470,10 @@ def evaluate(model) -> tuple[float, float]:
 
 
 def train(recipe: str) -> dict[str, list[float]]:
-    """``STEPS`` AdamW steps of a fresh small detector with ``LossConfig(recipe=recipe)``; returns the curves."""
+    """``STEPS`` AdamW steps of a fresh small detector with the loss of config ``recipe``; returns the curves."""
     torch.manual_seed(0)
     model = build_detector(small_model, num_classes=NUM_CLASSES)
-    loss_fn = DetectionLoss(NUM_CLASSES, LossConfig(recipe=recipe))
+    loss_fn = DetectionLoss(NUM_CLASSES, load_config("seed").loss if recipe == "seed" else LossConfig())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=5e-4)
     history = {

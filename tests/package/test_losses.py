@@ -19,7 +19,7 @@ from torchvision.ops import (
 
 from detector.assigner import AssignResult, PerLevelAssigner, TaskAlignedAssigner
 from detector.boxes import ltrb_to_xyxy, make_points
-from detector.config import AssignerConfig, LossConfig
+from detector.config import AssignerConfig, ConfigError, LossConfig, load_config
 from detector.losses import DetectionLoss, build_assigner, varifocal_loss
 
 NUM_CLASSES = 3
@@ -139,9 +139,8 @@ def test_total_matches_torchvision_on_the_assignment(cls, box, obj):
 def test_no_positives_is_finite_and_connected(recipe):
     outputs = make_outputs()
     gt_labels, gt_boxes, gt_mask = make_targets()
-    result = DetectionLoss(NUM_CLASSES, LossConfig(recipe=recipe))(
-        outputs, gt_labels, gt_boxes, torch.zeros_like(gt_mask)
-    )
+    config = load_config("seed").loss if recipe == "seed" else LossConfig()
+    result = DetectionLoss(NUM_CLASSES, config)(outputs, gt_labels, gt_boxes, torch.zeros_like(gt_mask))
     assert result.num_positives == 0 and result.components["box"] == 0
     assert torch.isfinite(result.total) and result.total.requires_grad
     if recipe == "seed":  # BCE on the positives only: nothing to learn from the classes
@@ -184,15 +183,14 @@ def test_low_precision_inputs_computed_in_float32(dtype):
     assert outputs.box_ltrb.grad.dtype == dtype and torch.isfinite(outputs.box_ltrb.grad.float()).all()
 
 
-def test_seed_recipe_overrides_the_other_fields():
+def test_seed_config_is_the_first_notebook_recipe_and_its_keys_can_be_changed():
     outputs = make_outputs()
-    seed = DetectionLoss(NUM_CLASSES, LossConfig(recipe="seed"))
-    other = DetectionLoss(
-        NUM_CLASSES, LossConfig(recipe="seed", cls="varifocal", box="giou", obj="bce", obj_weight=0.1)
-    )
+    seed = DetectionLoss(NUM_CLASSES, load_config("seed").loss)
     assert isinstance(seed.assigner, PerLevelAssigner)
-    first, second = seed(outputs, *make_targets()), other(outputs, *make_targets())
-    assert torch.equal(first.total, second.total)
+    first = seed(outputs, *make_targets())
+    # Every key of the seed config is a plain loss key: changing one changes the loss (nothing overrides it).
+    changed = DetectionLoss(NUM_CLASSES, load_config("seed", ["loss.obj_weight=0.1"]).loss)
+    assert not torch.equal(first.total, changed(outputs, *make_targets()).total)
     fg = first.assignment.fg_mask
     one_hot = F.one_hot(first.assignment.labels[fg], NUM_CLASSES).float()
     cls_sum = F.binary_cross_entropy_with_logits(outputs.cls_logits.detach()[fg], one_hot, reduction="sum")
@@ -209,7 +207,9 @@ def test_build_assigner():
     assert isinstance(build_assigner(NUM_CLASSES, AssignerConfig(kind="per_level")), PerLevelAssigner)
     tal = build_assigner(NUM_CLASSES, AssignerConfig(topk=7, alpha=0.5, beta=4.0, center_radius=2.5))
     assert (tal.topk, tal.alpha, tal.beta, tal.center_radius) == (7, 0.5, 4.0, 2.5)
-    assert isinstance(build_assigner(NUM_CLASSES, LossConfig(recipe="seed")), PerLevelAssigner)
+    assert isinstance(build_assigner(NUM_CLASSES, load_config("seed").loss), PerLevelAssigner)
+    with pytest.raises(ConfigError, match="unknown key 'loss.recipe'"):
+        load_config("arena_cpu", ["loss.recipe=seed"])
 
 
 @pytest.mark.parametrize("box", ["diou", "giou", "ciou"])
