@@ -10,12 +10,13 @@ CH ?= 1
 NOTEBOOK_DIR := build/notebooks
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv train test test-package test-notebooks test-site check exercises lab docs serve-docs bench lint clean
+.PHONY: help venv train test test-package test-notebooks test-site check hint exercises lab docs serve-docs bench lint clean
 
 help:
 	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU)"
 	@echo "make test        the whole test suite (lint, package, exercises, stubs, chapter sync, notebooks, site)"
 	@echo "make check CH=N  the exercise tests of chapter N against YOUR notebook in chapters/"
+	@echo "make hint EX=N.k the hints of exercise N.k, every level (the check cells show them level by level)"
 	@echo "make lab         JupyterLab on chapters/ (jupytext opens the .py files as notebooks)"
 	@echo "make exercises   regenerate chapters/ from solutions/ (maintainers: overwrites chapters/!)"
 	@echo "make docs        build the course site into build/site; make serve-docs to browse it"
@@ -48,6 +49,9 @@ test-site: $(STAMP)
 
 check: $(STAMP)
 	$(PYTEST) tests/chapters/test_$$(printf %02d $(CH))_*.py --impl chapters -q
+
+hint: $(STAMP)
+	@$(PY) -m course.hints $(EX)
 
 exercises: $(STAMP)
 	$(PY) -m course.notebooks exercises

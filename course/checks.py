@@ -16,9 +16,12 @@ the first failure's diagnosis.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
+import linecache
 import sys
+import sysconfig
 import traceback
 import types
 from collections import defaultdict
@@ -27,7 +30,8 @@ from typing import Any
 
 import torch
 
-from course.paths import REPO_ROOT
+from course.exercises import EXERCISE_ID, exercise_owners
+from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 
 ExerciseTest = Callable[[Any], None]
 # {exercise id: {test name: test}}; keyed by name so that importing a test file twice does not run it twice
@@ -54,12 +58,32 @@ def exercise(exercise_id: str) -> Callable[[ExerciseTest], ExerciseTest]:
     return register
 
 
+SUMMARY_NUMEL = 16  # tensors with more entries are summarised in diagnoses, not printed whole
+MAX_DIAGNOSIS_LINES = 15
+
+
 def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        with torch.no_grad():
-            text = str(value.detach().cpu()).replace("\n", "\n    ")
-        return f"{text}  (shape {list(value.shape)}, {value.dtype})"
-    return repr(value)
+    """A tensor as its values when small, else as shape, dtype, range and its first few values."""
+    if not isinstance(value, torch.Tensor):
+        return repr(value)
+    value = value.detach().cpu()
+    if value.numel() <= SUMMARY_NUMEL:
+        return f"{' '.join(str(value).split())}  (shape {list(value.shape)}, {value.dtype})"
+    flat = value.flatten()
+    head = ", ".join(f"{v:.4g}" if value.is_floating_point() else str(v) for v in flat[:6].tolist())
+    numbers = flat.double()
+    return (
+        f"shape {list(value.shape)}, {value.dtype}, min {numbers.min().item():.4g}, "
+        f"max {numbers.max().item():.4g}, first values [{head}, ...]"
+    )
+
+
+def shorten(diagnosis: str, max_lines: int = MAX_DIAGNOSIS_LINES) -> str:
+    """At most ``max_lines`` lines of a diagnosis (the hint comes first, so the tail is what goes)."""
+    lines = diagnosis.splitlines()
+    if len(lines) <= max_lines:
+        return diagnosis
+    return "\n".join([*lines[: max_lines - 1], f"... ({len(lines) - max_lines + 1} more lines)"])
 
 
 def expect(condition: bool, diagnosis: str) -> None:
@@ -89,23 +113,87 @@ def expect_close(
         return
     diff = (got_f - exp_f).abs().nan_to_num(float("inf"))
     worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.numel() else ()
-    lines = [
-        f"{what} differ: max abs diff {diff.max().item():.6g} at index {list(worst)}",
-        f"  expected: {_describe(expected)}",
-        f"  got:      {_describe(got)}",
-    ]
+    lines = [f"{what} differ: max abs diff {diff.max().item():.6g} at index {list(worst)}"]
     if hint:
         lines.append(hint)
+    if diff.numel() > SUMMARY_NUMEL:
+        lines.append(f"  at that index: expected {exp_f[worst].item():.6g}, got {got_f[worst].item():.6g}")
+    lines += [f"  expected: {_describe(expected)}", f"  got:      {_describe(got)}"]
     raise CheckFailure("\n".join(lines))
-
-
-def _is_not_implemented(error: BaseException) -> bool:
-    return isinstance(error, NotImplementedError)
 
 
 def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
+
+
+def _key(exercise_id: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in exercise_id.split("."))
+
+
+def stub_exercise(error: BaseException) -> str | None:
+    """The exercise id that a stub's ``NotImplementedError("Exercise 6.3 · ...")`` names, else None."""
+    match = EXERCISE_ID.search(str(error)) if isinstance(error, NotImplementedError) else None
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+_LIBRARY_DIRS = tuple(
+    {sysconfig.get_paths()[key] for key in ("stdlib", "purelib", "platlib")}
+    | {str(REPO_ROOT / folder) for folder in ("course", "detector", "tests")}
+)
+
+
+def _learner_frame(error: BaseException) -> tuple[str, int, str] | None:
+    """The innermost frame of the traceback in the learner's code: (qualified name, line, source line)."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not code.co_filename.startswith(_LIBRARY_DIRS):
+            name = getattr(code, "co_qualname", code.co_name)
+            found = (name, tb.tb_lineno, (linecache.getline(code.co_filename, tb.tb_lineno) or "").strip())
+        tb = tb.tb_next
+    return found
+
+
+def diagnose(error: BaseException, exercise_id: str) -> tuple[str, str]:
+    """``(status, detail)`` of a test of ``exercise_id`` that raised ``error``: one line for a stub.
+
+    ``"todo"`` when a stub raised (this exercise's, or an earlier one's that it uses, which the detail
+    names), else ``"fail"`` with the diagnosis: a :class:`CheckFailure`'s message, or the error and the
+    line of the learner's code that raised it (naming the earlier exercise when it lies in one).
+    """
+    stub = stub_exercise(error)
+    if stub == exercise_id:
+        return "todo", f"{exercise_id} {NOT_IMPLEMENTED}"
+    if stub is not None:
+        return "todo", f"{exercise_id} uses Exercise {stub}, which is {NOT_IMPLEMENTED}"
+    if isinstance(error, CheckFailure):
+        return "fail", shorten(str(error))
+    lines = ["".join(traceback.format_exception_only(type(error), error)).strip()]
+    frame = _learner_frame(error)
+    if frame is not None:
+        name, line, text = frame
+        lines.append(f"raised in {name}, line {line}: {text}")
+        owner = exercise_owner(exercise_id.split(".")[0], name.split(".")[0])
+        if owner is not None and owner != exercise_id:
+            lines.append(f"(that is your Exercise {owner}, which this exercise uses)")
+    return "fail", shorten("\n".join(lines))
+
+
+@functools.cache
+def _owners(chapter: str) -> dict[str, str]:
+    owners = {}
+    for path in chapter_files(SOLUTIONS_DIR):
+        if path.name.startswith(f"{int(chapter):02d}_"):
+            for exercise_id, names in exercise_owners(path.read_text(), str(path)).items():
+                owners.update(dict.fromkeys(names, exercise_id))
+    return owners
+
+
+def exercise_owner(chapter: str, name: str) -> str | None:
+    """The exercise of chapter ``chapter`` whose solution lies in the top-level definition ``name``."""
+    return _owners(chapter).get(name)
 
 
 def chapter_test_module(chapter: int) -> types.ModuleType:
@@ -126,7 +214,7 @@ def chapter_test_module(chapter: int) -> types.ModuleType:
 def run_exercise_tests(exercise_id: str, impl: Any) -> list[tuple[str, str, str]]:
     """Run every test of ``exercise_id`` against ``impl``: ``[(test name, status, detail)]``.
 
-    ``status`` is ``"pass"``, ``"todo"`` (a stub raised NotImplementedError) or ``"fail"``.
+    ``status`` is ``"pass"``, ``"todo"`` (a stub raised NotImplementedError) or ``"fail"``; see :func:`diagnose`.
     """
     if exercise_id not in REGISTRY:
         chapter_test_module(int(exercise_id.split(".")[0]))
@@ -135,16 +223,7 @@ def run_exercise_tests(exercise_id: str, impl: Any) -> list[tuple[str, str, str]
         try:
             test(impl)
         except Exception as error:  # noqa: BLE001 - every failure becomes a diagnosis
-            if _is_not_implemented(error):
-                results.append((test.__name__, "todo", first_line(error)))
-            elif isinstance(error, CheckFailure):
-                results.append((test.__name__, "fail", str(error)))
-            else:
-                detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-                results.append(
-                    (test.__name__, "fail", f"{detail}\n(raised inside your code; see the traceback above)")
-                )
-                traceback.print_exc(limit=-3)
+            results.append((test.__name__, *diagnose(error, exercise_id)))
         else:
             results.append((test.__name__, "pass", ""))
     if not results:
@@ -152,31 +231,96 @@ def run_exercise_tests(exercise_id: str, impl: Any) -> list[tuple[str, str, str]
     return results
 
 
+def overall(statuses: list[str]) -> str:
+    """One exercise's verdict from its tests' statuses: "fail" beats "todo" beats "pass"."""
+    return "fail" if "fail" in statuses else "todo" if "todo" in statuses else "pass"
+
+
+def blame_earlier(exercise_id: str, scope: dict[str, Any], earlier: list[tuple[str, str, Any]]) -> str | None:
+    """Which earlier exercise a failure of ``exercise_id`` comes from, if one does.
+
+    ``scope`` is the namespace the learner's definitions run in (the notebook's globals); ``earlier`` holds
+    ``(exercise id, name, package version)`` of the earlier exercises whose learner's version is in use.
+    Each is swapped for the package's version in turn; the first swap that makes every test of
+    ``exercise_id`` pass names the culprit.
+    """
+    for earlier_id, name, fallback in earlier:
+        mine = scope.get(name)
+        if mine is fallback:
+            continue
+        scope[name] = fallback
+        try:
+            statuses = [s for _, s, _ in run_exercise_tests(exercise_id, types.SimpleNamespace(**scope))]
+        finally:
+            scope[name] = mine
+        if overall(statuses) == "pass":
+            return earlier_id
+    return None
+
+
+def verdict(
+    exercise_id: str, name: str, results: list[tuple[str, str, str]], culprit: str | None = None
+) -> str:
+    """The lines a check cell (or ``make check``) prints for one exercise: ✓, one line for a stub, or ✗."""
+    statuses = [s for _, s, _ in results]
+    title = f"Exercise {exercise_id} · {name}"
+    if overall(statuses) == "pass":
+        return f"✓ {title}: all {len(results)} checks pass"
+    if overall(statuses) == "todo":
+        detail = next(d for _, s, d in results if s == "todo")
+        return f"… {title}: {detail.removeprefix(exercise_id + ' ')}"
+    test_name, _, detail = next(r for r in results if r[1] == "fail")
+    lines = [f"✗ {title}: {statuses.count('fail')} of {len(results)} checks fail"]
+    if culprit is not None:
+        lines.append(
+            f"  It passes with the package's version of Exercise {culprit}: the failure comes from your "
+            f"{culprit}, which passes its own checks but not what {exercise_id} needs from it."
+        )
+    lines.append(f"  first failing check: {test_name}")
+    lines.append("  " + detail.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+# {exercise id: (name, fallback)} of the check cells run so far in this kernel, in notebook order
+_FALLBACKS: dict[str, tuple[str, Any]] = {}
+
+
 def check(exercise_id: str, *definitions: Any, fallback: Any = None) -> Any:
     """The check cell: run exercise ``exercise_id``'s tests on the definitions just written.
 
     The tests see the caller's globals (so helpers defined earlier in the notebook are visible) with
-    ``definitions`` on top. Prints ✓, "not implemented yet" or the first diagnosis. Returns the
-    (first) definition when every test passes, else ``fallback`` — the package's version — so that the
-    rest of the chapter still runs; with no fallback it returns the definition unchanged.
+    ``definitions`` on top. Prints ✓, "not implemented yet" or the first diagnosis, and after a failing
+    attempt the next level of hints (:mod:`course.hints`). When a failure goes away with the package's
+    version of an earlier exercise, says so. Returns the (first) definition when every test passes, else
+    ``fallback`` — the package's version, imported — so that the rest of the chapter still runs; with no
+    fallback it returns the definition unchanged.
     """
+    from course.hints import after_failed_attempt  # here: `python -m course.hints` imports course first
+
     caller = inspect.currentframe().f_back.f_globals
+    name = definitions[0].__name__ if definitions else exercise_id
+    chapter = exercise_id.split(".")[0]
+    earlier = [
+        (earlier_id, target, package)
+        for earlier_id, (target, package) in _FALLBACKS.items()
+        if earlier_id.split(".")[0] == chapter and _key(earlier_id) < _key(exercise_id)
+    ]
+    if fallback is not None:
+        _FALLBACKS[exercise_id] = (name, fallback)
     namespace = types.SimpleNamespace(**{k: v for k, v in caller.items() if not k.startswith("__")})
     for definition in definitions:
         setattr(namespace, definition.__name__, definition)
     results = run_exercise_tests(exercise_id, namespace)
-    name = definitions[0].__name__ if definitions else exercise_id
-    failed = [r for r in results if r[1] == "fail"]
-    todo = [r for r in results if r[1] == "todo"]
-    if not failed and not todo:
-        print(f"✓ Exercise {exercise_id} · {name}: all {len(results)} checks pass")
+    status = overall([s for _, s, _ in results])
+    culprit = blame_earlier(exercise_id, caller, earlier) if status == "fail" else None
+    print(verdict(exercise_id, name, results, culprit))
+    if status == "fail":
+        level = after_failed_attempt(exercise_id)
+        if level is not None:
+            print(f"  {level}")
+        print(f'  (hint("{exercise_id}") shows every hint)')
+    if status == "pass":
         return definitions[0] if definitions else None
-    if failed:
-        test_name, _, detail = failed[0]
-        print(f"✗ Exercise {exercise_id} · {name}: {len(failed)} of {len(results)} checks fail")
-        print(f"  first failing check: {test_name}\n  " + detail.replace("\n", "\n  "))
-    else:
-        print(f"… Exercise {exercise_id} · {name}: {NOT_IMPLEMENTED}")
     if fallback is not None:
         print("  (the rest of this chapter uses the detector package's version)")
         return fallback
