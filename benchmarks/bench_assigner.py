@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
+from benchmarks.common import provenance
 from detector.assigner import TOOD_ALPHA, TOOD_BETA, TOOD_TOPK, AssignResult, TaskAlignedAssigner
 from detector.boxes import ltrb_to_xyxy, make_points
 
@@ -228,6 +229,7 @@ def main() -> None:
         "speedup": ratio,
         "max_score_difference": max_score_diff,
     }
+    result["provenance"] = provenance(configs=())  # synthetic inputs: no shipped config shapes it
     out = args.out or (None if args.smoke else RESULTS)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             args.variants = [v for v in args.variants if not VARIANTS[v][1]]  # compiling on CPU takes minutes
     settings = {"config": GPU_CONFIG, "image_size": args.image_size, "batch": args.batch, "warmup": args.warmup,
                 "repeats": args.repeats, "amp": str(amp_setup(device)[0])}  # fmt: skip
-    recorder = Recorder("bench_gpu", list(argv or []), device, args.smoke, settings)
+    recorder = Recorder("bench_gpu", list(argv or []), device, args.smoke, settings, configs=(GPU_CONFIG,))
     rows = {}
     for name in args.variants:
         step, first_call = build_variant(name, args, device)

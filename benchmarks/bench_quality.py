@@ -261,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "workers": data.workers, "threads": torch.get_num_threads(), "warmup_fraction": WARMUP_FRACTION,
                     "optimizer": train.optimizer, "lr": train.lr, "ema_decay": train.ema_decay,
                     "amp": str(amp_dtype_for(device, train))}  # fmt: skip
-        recorder = Recorder("bench_quality", list(argv or []), device, args.smoke, settings)
+        recorder = Recorder(
+            "bench_quality", list(argv or []), device, args.smoke, settings, configs=("arena_cpu", "seed")
+        )
         results = {}
         for name in args.only:
             loaders, num_classes = build_loaders(

@@ -13,15 +13,18 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from detector.config import config_fingerprint, load_config
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_WARMUP = 2  # untimed runs first: allocator, oneDNN/cuDNN kernel selection, lazy init
@@ -144,17 +147,52 @@ def load_average() -> list[float]:
         return [float("nan")] * 3
 
 
-class Recorder:
-    """Collects a benchmark's metadata (machine, load average, command) around its results.
+def git_commit() -> str | None:
+    """The repository's ``HEAD`` commit (with ``+dirty`` when tracked files differ), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root, capture_output=True).returncode != 0
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
-    ``name`` is the script's module name in ``benchmarks`` (``bench_train_step``), ``argv`` its arguments.
-    Create it when the benchmark starts (the load average is read then) and call :meth:`write` at the end.
+
+def provenance(configs: Sequence[str]) -> dict[str, Any]:
+    """What a result was measured on: the commit and the fingerprint of each shipped config it used.
+
+    The Benchmarks page compares the fingerprints with the shipped configs of the day and marks a result
+    measured on another config as stale (:func:`benchmarks.report.staleness`).
+    """
+    return {
+        "commit": git_commit(),
+        "configs": {name: config_fingerprint(load_config(name)) for name in configs},
+    }
+
+
+class Recorder:
+    """Collects a benchmark's metadata (machine, load average, command, provenance) around its results.
+
+    ``name`` is the script's module name in ``benchmarks`` (``bench_train_step``), ``argv`` its arguments,
+    ``configs`` the shipped configs whose settings it measured (``arena_cpu``). Create it when the benchmark
+    starts (the load average is read then) and call :meth:`write` at the end.
     """
 
     def __init__(
-        self, name: str, argv: list[str], device: torch.device, smoke: bool, settings: dict[str, Any]
+        self,
+        name: str,
+        argv: list[str],
+        device: torch.device,
+        smoke: bool,
+        settings: dict[str, Any],
+        configs: Sequence[str] = ("arena_cpu",),
     ) -> None:
         self.name = name
+        self.configs = tuple(configs)
         self.argv = argv
         self.device = device
         self.smoke = smoke
@@ -177,6 +215,7 @@ class Recorder:
             "load_average_end": load_end,
             "wall_seconds": time.perf_counter() - self.started,
             "settings": self.settings,
+            "provenance": provenance(self.configs),
             **results,
         }
 

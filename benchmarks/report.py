@@ -194,10 +194,46 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
 ]
 
 
+def staleness(record: dict[str, Any]) -> str | None:
+    """Why ``record`` may no longer describe what ships, or None when every config it measured is unchanged.
+
+    A result records the fingerprint of each shipped config it used (:func:`benchmarks.common.provenance`);
+    it is stale when a shipped config's fingerprint differs today, when that config is gone, or when the
+    result predates provenance (then nobody can tell which model it measured).
+    """
+    from detector.config import ConfigError, config_fingerprint, load_config
+
+    measured = record.get("provenance")
+    if not isinstance(measured, dict):
+        return "it was measured before results recorded their config, so it may describe a model that no longer ships"
+    reasons = []
+    for name, fingerprint in (measured.get("configs") or {}).items():
+        try:
+            current = config_fingerprint(load_config(name))
+        except ConfigError:
+            reasons.append(f"the config `{name}` it measured no longer loads")
+            continue
+        if current != fingerprint:
+            reasons.append(
+                f"the shipped config `{name}` changed since (fingerprint {fingerprint} then, {current} now)"
+            )
+    if not reasons:
+        return None
+    return "; ".join(reasons) + f" — measured at commit {measured.get('commit') or 'unknown'}"
+
+
+def _stale_banner(reason: str) -> str:
+    return f'!!! danger "Stale: rerun `make bench`"\n    This result is stale: {reason}.'
+
+
 def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
-    """The page's generated part: one section per benchmark (CPU results, then the ``-cuda`` ones)."""
+    """The page's generated part: one section per benchmark (CPU results, then the ``-cuda`` ones).
+
+    A section whose result is stale (:func:`staleness`) opens with a red banner, and the page opens with the list
+    of stale sections.
+    """
     results = load_results(results_dir)
-    parts = []
+    parts, stale_titles = [], []
     for title, stem, render in SECTIONS:
         for suffix, device in (("", "CPU"), ("-cuda", "GPU")):
             record = results.get(stem + suffix)
@@ -211,6 +247,10 @@ def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
                 body = render(record)
             except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
                 body = f"*Result file `{stem + suffix}.json` has an unexpected format ({error!r}): rerun `make bench`.*"
+            reason = staleness(record)
+            if reason is not None:
+                stale_titles.append(heading.removeprefix("## "))
+                body = _stale_banner(reason) + "\n\n" + body
             plot = Path(results_dir) / f"{stem + suffix}.png"
             if plot.exists():
                 body += f"\n\n![{title}]({SITE_PLOT_DIR}/{plot.name})"
@@ -218,6 +258,14 @@ def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
     if "gpu-cuda" not in results:
         parts.append("## GPU\n\n*Not measured yet: no CUDA GPU on the machine that ran `make bench`.*")
     parts.append(f"## Reproduce\n\n```bash\n{REPRODUCE}\n```")
+    if stale_titles:
+        listed = ", ".join(stale_titles)
+        parts.insert(
+            0,
+            _stale_banner(
+                f"{len(stale_titles)} section(s) were measured on configs that no longer ship ({listed})"
+            ),
+        )
     return "\n\n".join(parts) + "\n"
 
 

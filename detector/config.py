@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -157,7 +159,12 @@ class TrainConfig:
     out_dir: str = "runs"
     eval_every: int = field(default=1, metadata=bounds(low=1))
     max_minutes: float | None = field(default=None, metadata=bounds(low=0.0, low_open=True))
-    deterministic: bool = True
+    # GPU: deterministic kernels and no cuDNN autotuning (slower); see detector.device
+    deterministic: bool = False
+    # steps between host syncs: step log, NaN check, time budget (detector.monitor)
+    log_every: int = field(default=10, metadata=bounds(low=1))
+    # fp16: this many overflowed (skipped) steps in a row stop the run
+    max_skipped_steps: int = field(default=50, metadata=bounds(low=1))
 
 
 @dataclass
@@ -313,6 +320,12 @@ def load_config(name_or_path: str | Path | None = "arena_cpu", overrides: list[s
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
         values = loaded
     return config_from_dict(values, overrides, source)
+
+
+def config_fingerprint(config: Config) -> str:
+    """A short hash of every resolved value of ``config`` (defaults included): equal iff the configs are equal."""
+    canonical = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -1,0 +1,65 @@
+"""Benchmark results record what they measured, and the Benchmarks page marks those a config change outdated."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from course.paths import REPO_ROOT
+
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ is a folder of the repository
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import report  # noqa: E402
+from benchmarks.common import provenance  # noqa: E402
+from detector.config import config_fingerprint, load_config  # noqa: E402
+
+
+def test_fingerprint_is_equal_for_equal_configs_and_differs_for_any_changed_value():
+    base = config_fingerprint(load_config("arena_cpu"))
+    assert base == config_fingerprint(load_config("arena_cpu"))
+    for override in ("train.epochs=13", "model.out_indices=[2,3,4]", "loss.cls=qfl", "data.hflip=0.0"):
+        assert config_fingerprint(load_config("arena_cpu", [override])) != base, override
+
+
+def test_provenance_records_the_commit_and_each_configs_fingerprint():
+    record = provenance(["arena_cpu", "seed"])
+    assert record["configs"] == {
+        "arena_cpu": config_fingerprint(load_config("arena_cpu")),
+        "seed": config_fingerprint(load_config("seed")),
+    }
+    assert record["commit"] is None or len(record["commit"].removesuffix("+dirty")) == 12
+
+
+def test_staleness_of_current_changed_missing_and_unrecorded_results():
+    current = {"provenance": provenance(["arena_cpu"])}
+    assert report.staleness(current) is None
+    changed = {"provenance": {"commit": "abc", "configs": {"arena_cpu": "000000000000"}}}
+    assert "the shipped config `arena_cpu` changed since" in report.staleness(changed)
+    assert "commit abc" in report.staleness(changed)
+    gone = {"provenance": {"commit": "abc", "configs": {"no_such_config": "000000000000"}}}
+    assert "no longer loads" in report.staleness(gone)
+    assert "before results recorded their config" in report.staleness({"date": "2026-11-25"})
+
+
+def _write(results_dir, stem, record):
+    (results_dir / f"{stem}.json").write_text(json.dumps(record))
+
+
+def test_page_flags_stale_sections_loudly_and_leaves_current_ones_alone(tmp_path):
+    assigner = {
+        "date": "2026-11-29",
+        "machine": "x86_64",
+        "threads": 2,
+        "torch": "2.14.1",
+        "results": [],
+        "speedup": 1.0,
+    }
+    _write(tmp_path, "assigner", {**assigner, "provenance": provenance([])})
+    page = report.render_markdown(tmp_path)
+    assert "Stale" not in page
+    _write(tmp_path, "assigner", {**assigner, "provenance": {"commit": "abc", "configs": {"arena_cpu": "0"}}})
+    page = report.render_markdown(tmp_path)
+    assert page.startswith('!!! danger "Stale')
+    assert "1 section(s) were measured on configs that no longer ship (Assigner (row 3))" in page
+    assert page.count('!!! danger "Stale') == 2  # the page's banner and the section's
