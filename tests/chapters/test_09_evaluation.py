@@ -106,17 +106,18 @@ def test_nms_empty_input(impl):
 
 # Exercise 9.3 · match_detections ----------------------------------------------------------------------------
 def _pycocotools_matching(
-    iou: np.ndarray, gt_ignore: np.ndarray, threshold: float
+    iou: np.ndarray, gt_ignore: np.ndarray, threshold: float, gt_crowd: np.ndarray | None = None
 ) -> tuple[list[int], list[bool]]:
     """The loop of pycocotools ``COCOeval.evaluateImg`` (GTs sorted with the ignored ones last), literally."""
     gt_order = np.argsort(gt_ignore.astype(int), kind="mergesort")
     ious, ignore = iou[:, gt_order], gt_ignore[gt_order]
+    crowd = np.zeros(len(gt_order), dtype=bool) if gt_crowd is None else gt_crowd[gt_order]
     gt_taken = np.zeros(len(gt_order), dtype=bool)
     matched, ignored = [], []
     for d in range(iou.shape[0]):
         best_iou, m = min(threshold, 1 - 1e-10), -1
         for g in range(len(gt_order)):
-            if gt_taken[g]:
+            if gt_taken[g] and not crowd[g]:
                 continue
             if m > -1 and not ignore[m] and ignore[g]:
                 break
@@ -167,15 +168,114 @@ def test_match_detections_matches_pycocotools_rule_random(impl):
             int(torch.randint(0, 8, (1,), generator=generator)),
             int(torch.randint(0, 6, (1,), generator=generator)),
         )
-        iou = torch.rand(num_dets, num_gts, generator=generator, dtype=torch.float64)
-        gt_ignore = torch.rand(num_gts, generator=generator) < 0.3
-        matched, ignored = impl.match_detections(iou, gt_ignore, 0.4)
-        expected_matched, expected_ignored = _pycocotools_matching(iou.numpy(), gt_ignore.numpy(), 0.4)
+        # IoUs on a coarse grid (multiples of 0.1) so that exact ties are common
+        iou = torch.randint(0, 11, (num_dets, num_gts), generator=generator).double() / 10
+        gt_crowd = torch.rand(num_gts, generator=generator) < 0.2
+        gt_ignore = (torch.rand(num_gts, generator=generator) < 0.2) | gt_crowd
+        matched, ignored = impl.match_detections(iou, gt_ignore, 0.4, gt_crowd=gt_crowd)
+        expected_matched, expected_ignored = _pycocotools_matching(
+            iou.numpy(), gt_ignore.numpy(), 0.4, gt_crowd.numpy()
+        )
         expect_shape(matched, (num_dets,), f"case {case}: matched_gt of {num_dets} detections")
         expect(matched.tolist() == expected_matched and ignored.tolist() == expected_ignored,
-               f"case {case} (IoU\n{iou.numpy().round(2)}, ignored GTs {gt_ignore.tolist()}, t = 0.4):\n"
+               f"case {case} (IoU\n{iou.numpy().round(2)}, ignored GTs {gt_ignore.tolist()}, crowd "
+               f"{gt_crowd.tolist()}, t = 0.4):\n"
                f"  expected matched {expected_matched}, ignored {expected_ignored}\n"
                f"  got      matched {matched.tolist()}, ignored {ignored.tolist()}")  # fmt: skip
+
+
+@exercise("9.3")
+def test_match_detections_exact_ties_take_the_later_gt(impl):
+    """Detection 0 overlaps GTs 0 and 1 exactly equally (0.6): pycocotools' ``>=`` keeps the later GT, which
+    leaves GT 0 free for detection 1."""
+    iou = torch.tensor([[0.6, 0.6], [0.9, 0.1]], dtype=torch.float64)
+    matched, _ = impl.match_detections(iou, torch.tensor([False, False]), 0.5)
+    expect(matched.tolist() == [1, 0],
+           f"exact IoU tie: pycocotools keeps the LATER GT (its loop takes IoU >= the best so far), so detection 0 "
+           f"takes GT 1 and detection 1 finds GT 0 free; expected matched [1, 0], got {matched.tolist()}")  # fmt: skip
+
+
+@exercise("9.3")
+def test_match_detections_crowd_absorbs_several_detections(impl):
+    """Three detections on one crowd region (ignored, never used up) and a normal GT next to it."""
+    iou = torch.tensor([[0.1, 0.9], [0.0, 0.8], [0.7, 0.95], [0.0, 0.6]], dtype=torch.float64)
+    gt_crowd = torch.tensor([False, True])
+    matched, ignored = impl.match_detections(iou, gt_crowd.clone(), 0.5, gt_crowd=gt_crowd)
+    expect(matched.tolist() == [1, 1, 0, 1] and ignored.tolist() == [True, True, False, True],
+           "a crowd region may absorb any number of detections (it is never marked as taken), and a detection "
+           "prefers a normal GT over it; expected matched [1, 1, 0, 1], ignored [True, True, False, True], got "
+           f"{matched.tolist()}, {ignored.tolist()}")  # fmt: skip
+
+
+def _cocoeval_matches(gts: list[dict], dts: list[dict]) -> list[tuple]:
+    """Run pycocotools' COCOeval on one hand-built dataset and return, per evaluated (image, category, area range):
+    its IoU matrix, the GT ignore and crowd flags in annotation order, the GT ids, and its ``dtMatches`` /
+    ``dtIgnore`` (``[T, K]``)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dict(images=[dict(id=i) for i in {a["image_id"] for a in gts + dts}], annotations=gts,
+                               categories=[dict(id=c) for c in sorted({a["category_id"] for a in gts})])  # fmt: skip
+        coco_gt.createIndex()
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(dts), iouType="bbox")
+        evaluator.evaluate()
+    cases = []
+    for record in evaluator.evalImgs:
+        if record is None or not len(record["dtIds"]) or not len(record["gtIds"]):
+            continue
+        image, category = record["image_id"], record["category_id"]
+        annotations = evaluator._gts[image, category]  # the IoU matrix's column order
+        ignore_of = dict(zip(record["gtIds"], record["gtIgnore"], strict=True))
+        ids = [a["id"] for a in annotations]
+        cases.append((np.asarray(evaluator.ious[image, category]), np.array([bool(ignore_of[i]) for i in ids]),
+                      np.array([bool(a["iscrowd"]) for a in annotations]), ids, record["dtMatches"],
+                      record["dtIgnore"], tuple(record["aRng"])))  # fmt: skip
+    return cases
+
+
+def _tie_and_crowd_dataset() -> tuple[list[dict], list[dict]]:
+    """Image 1: two GTs that a wide detection overlaps exactly equally (IoU 0.6 each) and a narrower detection that
+    only fits the first. Image 2: a crowd region with four detections inside it, one normal GT beside them.
+    Boxes in COCO's [x, y, w, h], on integers so that the equal IoUs are bit-identical."""
+    gts = [
+        dict(id=1, image_id=1, category_id=1, bbox=[0, 0, 24, 10], area=240, iscrowd=0),
+        dict(id=2, image_id=1, category_id=1, bbox=[16, 0, 24, 10], area=240, iscrowd=0),
+        dict(id=3, image_id=2, category_id=1, bbox=[0, 0, 200, 100], area=20000, iscrowd=1),
+        dict(id=4, image_id=2, category_id=1, bbox=[210, 0, 40, 60], area=2400, iscrowd=0),
+    ]
+    dts = [
+        dict(image_id=1, category_id=1, bbox=[0, 0, 40, 10], score=0.9),
+        dict(image_id=1, category_id=1, bbox=[0, 0, 22, 10], score=0.8),
+        *(
+            dict(image_id=2, category_id=1, bbox=[10 + 40 * i, 10, 30, 60], score=0.7 - 0.1 * i)
+            for i in range(4)
+        ),
+        dict(image_id=2, category_id=1, bbox=[212, 0, 38, 60], score=0.3),
+    ]
+    return gts, dts
+
+
+@exercise("9.3")
+def test_match_detections_equals_cocoeval_on_ties_and_crowds(impl):
+    """pycocotools' own COCOeval (its IoU matrix and its dtMatches) on a dataset built to tie and to crowd."""
+    gts, dts = _tie_and_crowd_dataset()
+    for iou, gt_ignore, gt_crowd, gt_ids, dt_matches, dt_ignore, area in _cocoeval_matches(gts, dts):
+        for t_index, threshold in enumerate(np.linspace(0.5, 0.95, 10)):
+            matched, ignored = impl.match_detections(torch.from_numpy(iou), torch.from_numpy(gt_ignore),
+                                                     min(threshold, 1 - 1e-10), gt_crowd=torch.from_numpy(gt_crowd))  # fmt: skip
+            got = [gt_ids[m] if m >= 0 else 0 for m in matched.tolist()]
+            expected = [int(m) for m in dt_matches[t_index]]
+            expect(got == expected,
+                   f"against pycocotools' COCOeval (area range {area}, IoU threshold {threshold:.2f}, IoU\n"
+                   f"{iou.round(3)}, ignored GTs {gt_ignore.tolist()}, crowd {gt_crowd.tolist()}):\n"
+                   f"  COCOeval matches GT ids {expected} (0 = none)\n  yours             {got}\n"
+                   "exact ties go to the later GT; a crowd region absorbs any number of detections")  # fmt: skip
+            matched_rows = matched >= 0
+            expect(ignored[matched_rows].tolist() == [bool(x) for x in dt_ignore[t_index][matched_rows.numpy()]],
+                   f"area range {area}, threshold {threshold:.2f}: a detection matched to an ignored GT is ignored; "
+                   f"got ignored {ignored.tolist()}")  # fmt: skip
 
 
 # Exercise 9.4 · precision_recall ----------------------------------------------------------------------------
@@ -404,3 +504,23 @@ def test_coco_map_hand_built_and_detection_cap(impl):
     expect(abs(float(got["map"]) - expected["map"]) < 1e-6,
            f"121 detections in one image: keep only the {100} best per image and class before matching; "
            f"map {float(got['map']):.4f}, pycocotools {expected['map']:.4f}")  # fmt: skip
+
+
+@exercise("9.6")
+def test_coco_map_exact_iou_tie(impl):
+    """A wide detection overlaps two GTs exactly equally (IoU 0.6); pycocotools gives it the later GT, so the
+    narrower second detection still finds the first GT: two true positives at IoU 0.5, not one."""
+    targets = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 24.0, 10.0], [16.0, 0.0, 40.0, 10.0]]),
+            "labels": torch.tensor([0, 0]),
+        }
+    ]
+    predictions = [{"boxes": torch.tensor([[0.0, 0.0, 40.0, 10.0], [0.0, 0.0, 22.0, 10.0]]),
+                    "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 0])}]  # fmt: skip
+    got = impl.coco_map(predictions, targets)
+    expected = _pycocotools_stats(predictions, targets)
+    expect(abs(float(got["map_50"]) - expected["map_50"]) < 1e-6,
+           f"map_50 {float(got['map_50']):.4f}, pycocotools {expected['map_50']:.4f}: on an exact IoU tie the "
+           "detection takes the LATER GT (match_detections, Exercise 9.3)")  # fmt: skip
+    _compare(got, expected, "two GTs tied for one detection")
