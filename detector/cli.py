@@ -1,25 +1,22 @@
-"""The ``detector`` command: ``train``, ``eval``, ``predict`` and ``arena`` (``detector COMMAND --help``).
+"""The ``detector`` command: ``train``, ``eval``, ``predict``, ``export`` and ``arena`` (``detector COMMAND --help``).
 
-Errors a user can fix (a missing path, an unknown config key, a value outside its choices) end the command
-with exit status 2 and one line on stderr that names the path or key and the valid choices.
+Errors a user can fix (:class:`detector.errors.UserError`: an unknown config key, a value outside its
+choices, a broken data set or checkpoint; and missing or existing paths) end the command with exit status 2
+and one line on stderr that names the path or key and the fix. Any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from detector.config import Config, ConfigError, config_from_dict, load_config
+from detector.config import Config, config_from_dict, load_config
+from detector.errors import DataError, UserError
 
-# OpenMP threads that sleep instead of spinning while they wait: with more busy processes than cores (a
-# shared 2-core machine, a data loader worker next to the training process) spinning teams slow a training
-# step down 4x; measured on our 2-core CPU: 6.6 s vs 28-42 s per resnet18 step at 320 px under load.
-# Takes effect only when set before torch is first imported, which the sub-commands do lazily.
-OPENMP_WAIT_POLICY = "PASSIVE"
-USER_ERRORS = (ConfigError, FileNotFoundError, ValueError)
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError)
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130  # 130 = 128 + SIGINT, the shell's convention
 
 TRAIN_EPILOG = """\
@@ -31,6 +28,19 @@ examples:
   torchrun --nproc_per_node 4 -m detector train --config halo_r50 --data datasets/halo   # multi-GPU (DDP)
 
 Overrides are KEY=VALUE with dotted keys of the config (values parsed as YAML), e.g. train.lr=1e-3.
+On a CPU shared with other busy processes, OMP_WAIT_POLICY=PASSIVE (set before starting) keeps OpenMP
+threads from spinning: 4x faster steps on our loaded 2-core machine (6.6 s vs 28-42 s per resnet18 step).
+"""
+
+PREDICT_EPILOG = """\
+examples:
+  detector predict --weights runs/arena_cpu/best.pt photos/ 'more/*.png' --conf 0.4
+  detector predict --weights best.pt data/valid --annotations data/valid/_annotations.coco.json
+  detector predict --weights best.pt big/ --imgsz 640 --batch 4 --half --agnostic-nms   # CUDA
+
+Writes OUT/<name>.jpg per image (names never collide: a.png and a.jpg become a_png.jpg and a_jpg.jpg) and
+OUT/predictions.json: COCO results (bbox [x, y, w, h] in original pixels); with --annotations, its image
+and category ids, else the image's index and label + 1.
 """
 
 
@@ -75,18 +85,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(evaluate)
 
     predict = commands.add_parser(
-        "predict", help="detect objects in images",
+        "predict", help="detect objects in images", epilog=PREDICT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a checkpoint on images; writes annotated images and a COCO results JSON.",
     )  # fmt: skip
     predict.add_argument("--weights", required=True, help="a last.pt or best.pt written by 'detector train'")
-    predict.add_argument("source", help="an image file, a folder of images, or a glob such as 'photos/*.jpg'")
+    predict.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="image files, folders of images, or globs such as 'photos/*.jpg'")  # fmt: skip
     predict.add_argument(
         "--out", type=Path, default=Path("runs/predict"), help="output folder (default: %(default)s)"
     )
+    predict.add_argument("--conf", "--score-thresh", type=float, default=0.25, dest="conf",
+                         help="keep detections scoring above this (default: %(default)s)")  # fmt: skip
     predict.add_argument(
-        "--score-thresh", type=float, help="keep detections above this score (default: 0.25)"
+        "--iou", type=float, help="NMS IoU threshold (default: the checkpoint's eval.nms_iou)"
     )
+    predict.add_argument("--max-det", type=int, help="detections per image (default: eval.max_det)")
+    predict.add_argument(
+        "--imgsz", type=int, help="input side in pixels (default: the training data.image_size)"
+    )
+    predict.add_argument(
+        "--batch", type=int, default=8, help="images per forward pass (default: %(default)s)"
+    )
+    predict.add_argument("--half", action="store_true", help="fp16 autocast (CUDA only)")
+    predict.add_argument("--agnostic-nms", action="store_true", help="one NMS over all classes")
+    predict.add_argument("--annotations", type=Path,
+                         help="the images' COCO JSON: predictions.json uses its image and category ids")  # fmt: skip
+    predict.add_argument("--no-images", action="store_true", help="write predictions.json only")
     predict.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint as ONNX or TorchScript",
+        description="Export a checkpoint's EMA weights with box decoding (NMS not included): input images "
+        "float32 [B, 3, S, S] in [0, 1], dynamic batch; outputs boxes [B, N, 4] xyxy in input pixels and "
+        "scores [B, N, C]. See the package guide for the post-processing.",
+    )  # fmt: skip
+    export.add_argument("--weights", required=True, help="a last.pt or best.pt written by 'detector train'")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                        help="default: %(default)s")  # fmt: skip
+    export.add_argument("--imgsz", type=int, help="input side S (default: the training data.image_size)")
+    export.add_argument(
+        "--out", type=Path, help="output file (default: the weights' path with .onnx/.torchscript)"
+    )
 
     arena = commands.add_parser(
         "arena", help="generate the built-in arena data set",
@@ -160,7 +200,7 @@ def run_eval(args: argparse.Namespace) -> int:
     split = args.split or config.data.val_split
     dataset = build_dataset(config.data, split, train=False)
     if list(dataset.class_names) != class_names:
-        raise ValueError(
+        raise DataError(
             f"{config.data.root}/{split} has classes {dataset.class_names}, the weights {class_names}"
         )
     loader = make_loader(dataset, config.data, device, DistInfo(), train=False)
@@ -175,25 +215,41 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from torchvision.io import write_jpeg
 
-    from detector.inference import coco_results, expand_sources, load_detector, predict_files, write_json
-    from detector.loaders import resolve_device
+    from detector.api import load
+    from detector.inference import annotation_ids, coco_results, expand_sources, output_names, write_json
     from detector.visualize import draw_detections
 
-    paths = expand_sources(args.source)
-    device = resolve_device(args.device or "auto")
-    model, config, class_names = load_detector(args.weights, device)
-    config.eval.score_thresh = args.score_thresh if args.score_thresh is not None else 0.25
+    paths = expand_sources(args.sources)
+    model = load(args.weights, args.device or "auto")
+    ids = annotation_ids(args.annotations, paths, model.class_names) if args.annotations else (None, None)
+    names = output_names(paths)
     args.out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path, image, detection in predict_files(model, paths, config.data.image_size, config.eval, device):
-        drawn = draw_detections(
-            image, detection["boxes"], detection["labels"], detection["scores"], class_names
-        )
-        write_jpeg(drawn, str(args.out / f"{path.stem}.jpg"))
-        records.append((path, detection))
-        print(f"{path}: {len(detection['boxes'])} detections")
-    write_json(coco_results(records, class_names), args.out / "predictions.json")
-    print(f"wrote {len(records)} annotated images and predictions.json to {args.out}")
+    detections = []
+    stream = model.stream(paths, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=args.imgsz,
+                          batch_size=args.batch, half=args.half, agnostic_nms=args.agnostic_nms)  # fmt: skip
+    for (image, result), name in zip(stream, names, strict=True):
+        if not args.no_images:
+            drawn = draw_detections(image, result.boxes, result.labels, result.scores, model.class_names)
+            write_jpeg(drawn, str(args.out / name))
+        detections.append({"boxes": result.boxes, "scores": result.scores, "labels": result.labels})
+        print(f"{result.path}: {len(result)} detections" + ("" if args.no_images else f" -> {name}"))
+    results = coco_results(detections, model.class_names, *ids, file_names=[str(path) for path in paths])
+    write_json(results, args.out / "predictions.json")
+    drawn_note = "" if args.no_images else f" and {len(paths)} annotated images"
+    print(f"wrote predictions.json{drawn_note} to {args.out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from detector.api import load
+    from detector.export import SUFFIXES
+
+    model = load(args.weights, "cpu")
+    out = args.out or Path(args.weights).with_suffix(SUFFIXES[args.format])
+    path = model.export(out, args.format, args.imgsz)
+    size = args.imgsz or model.config.data.image_size
+    print(f"wrote {path} ({args.format}; input images float32 [batch, 3, {size}, {size}] in [0, 1]; outputs "
+          f"boxes [batch, N, 4] xyxy and scores [batch, N, {len(model.class_names)}], before NMS)")  # fmt: skip
     return 0
 
 
@@ -207,17 +263,22 @@ def run_arena(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "eval": run_eval, "predict": run_predict, "arena": run_arena}
+COMMANDS = {
+    "train": run_train,
+    "eval": run_eval,
+    "predict": run_predict,
+    "export": run_export,
+    "arena": run_arena,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``detector`` command; returns the exit status."""
-    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (*USER_ERRORS, FileExistsError) as error:
+    except USER_ERRORS as error:
         print(f"detector {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -81,10 +81,13 @@ def select_detections(
     pre_nms_topk: int,
     nms_iou: float,
     max_det: int,
+    agnostic_nms: bool = False,
 ) -> dict[str, Tensor]:
     """One image: multi-label top-k over all (point, class) pairs, then per-class NMS.
 
-    A point may yield several classes (each pair is a candidate), unlike an argmax over classes.
+    A point may yield several classes (each pair is a candidate), unlike an argmax over classes. With
+    ``agnostic_nms`` boxes of different classes suppress each other too (one box per object, whatever its
+    class: useful when classes are look-alikes).
 
     Args:
         scores: ``[N, C]`` scores in ``[0, 1]``.
@@ -104,8 +107,27 @@ def select_detections(
     point_index = torch.div(top_index, num_classes, rounding_mode="floor")
     labels = top_index % num_classes
     candidate_boxes = boxes[point_index].float()
-    kept = batched_nms(candidate_boxes, top_scores, labels, nms_iou)[:max_det]  # sorted by score
+    groups = torch.zeros_like(labels) if agnostic_nms else labels
+    kept = batched_nms(candidate_boxes, top_scores, groups, nms_iou)[:max_det]  # sorted by score
     return {"boxes": candidate_boxes[kept], "scores": top_scores[kept], "labels": labels[kept]}
+
+
+def decode_outputs(
+    outputs: HeadOutputs, score_mode: ScoreMode = "cls_obj_sqrt", image_size: tuple[int, int] | None = None
+) -> tuple[Tensor, Tensor]:
+    """Scores and boxes of every point before any selection (what an exported model outputs).
+
+    Returns:
+        ``scores [B, N, C]`` float32 in ``[0, 1]`` and ``boxes [B, N, 4]`` float32 xyxy in input pixels,
+        clipped to ``image_size = (H, W)`` when given.
+    """
+    scores = detection_scores(outputs.cls_logits, outputs.obj_logits, score_mode)
+    boxes = ltrb_to_xyxy(outputs.points.float(), outputs.box_ltrb.float())
+    if image_size is not None:
+        height, width = image_size
+        upper = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+        boxes = boxes.clamp(min=0).minimum(upper)
+    return scores, boxes
 
 
 @torch.no_grad()
@@ -117,6 +139,7 @@ def postprocess(
     nms_iou: float = 0.6,
     max_det: int = 100,
     image_size: tuple[int, int] | None = None,
+    agnostic_nms: bool = False,
 ) -> list[dict[str, Tensor]]:
     """Decode the head outputs of a batch into detections, one dict per image.
 
@@ -132,19 +155,15 @@ def postprocess(
         nms_iou: per-class NMS IoU threshold (``torchvision.ops.batched_nms``).
         max_det: detections kept per image after NMS.
         image_size: ``(H, W)`` of the model input; boxes are clipped to it when given.
+        agnostic_nms: one NMS over all classes instead of one per class.
 
     Returns:
         ``B`` dicts with ``boxes [K, 4]`` float32 xyxy in input pixels, ``scores [K]`` float32 sorted
         descending, ``labels [K]`` int64; ``K = 0`` gives tensors of shape ``[0, 4]``, ``[0]``, ``[0]``.
         To report on the original image, map the boxes back (``detector.data`` ``unletterbox_boxes``).
     """
-    scores = detection_scores(outputs.cls_logits, outputs.obj_logits, score_mode)  # [B, N, C]
-    boxes = ltrb_to_xyxy(outputs.points.float(), outputs.box_ltrb.float())  # [B, N, 4]
-    if image_size is not None:
-        height, width = image_size
-        upper = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
-        boxes = boxes.clamp(min=0).minimum(upper)
+    scores, boxes = decode_outputs(outputs, score_mode, image_size)
     return [
-        select_detections(scores[b], boxes[b], score_thresh, pre_nms_topk, nms_iou, max_det)
+        select_detections(scores[b], boxes[b], score_thresh, pre_nms_topk, nms_iou, max_det, agnostic_nms)
         for b in range(scores.shape[0])
     ]

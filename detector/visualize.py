@@ -10,15 +10,16 @@ per-image dicts of :mod:`detector.metrics` (``boxes``, ``labels``, ``scores``; o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.ops import box_area, box_iou
-from torchvision.utils import draw_bounding_boxes
 
 # Matplotlib's "tab10" (Tableau 10) colours: one per class, cycling after ten.
 PALETTE: tuple[str, ...] = (
@@ -26,6 +27,13 @@ PALETTE: tuple[str, ...] = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
 GT_COLOR = "#00ff00"
+# Line width and font size of draw_detections grow with the image's longer side (drawing_sizes):
+LINE_WIDTH_DIVISOR = 320  # 2 px (the minimum) up to 640 px, 12 px at 4000 px
+FONT_SIZE_DIVISOR = 80  # 10 px (the minimum) up to 800 px, 50 px at 4000 px
+MIN_FONT_SIZE = 10
+FONT_PATH = str(
+    Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+)  # ships with matplotlib
 # COCO's object sizes by area in px² (cocodataset.org/#detection-eval): small < 32², medium < 96², large.
 SIZE_NAMES: tuple[str, ...] = ("small", "medium", "large")
 SIZE_LIMITS: tuple[float, ...] = (32.0**2, 96.0**2)
@@ -49,6 +57,37 @@ def _caption(label: int, score: float | None, class_names: Sequence[str] | None)
     return name if score is None else f"{name} {score:.2f}"
 
 
+def drawing_sizes(height: int, width: int) -> tuple[int, int]:
+    """``(line width, font size)`` in pixels for an image of this size: both grow with its longer side, so a
+    4000-px photo shown at screen size reads like a 320-px one (2 px and 10 px there)."""
+    longer = max(height, width)
+    return max(2, round(longer / LINE_WIDTH_DIVISOR)), max(MIN_FONT_SIZE, round(longer / FONT_SIZE_DIVISOR))
+
+
+def caption_layout(
+    boxes: Sequence[Sequence[float]], text_sizes: Sequence[tuple[int, int]], image_size: tuple[int, int]
+) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """Where each caption goes: ``(box index, (x1, y1, x2, y2))`` for the captions that are drawn.
+
+    A caption sits above its box's top-left corner (inside the box when there is no room above) and is
+    shifted left to stay inside the image. Boxes are visited in the given order (highest score first) and a
+    caption that would overlap one already placed is left out: on a crowded image the best detections keep
+    their captions and the rest stay readable as coloured boxes.
+
+    Args:
+        boxes: ``K`` xyxy boxes; text_sizes: ``(w, h)`` of each caption's rectangle; image_size: ``(H, W)``.
+    """
+    height, width = image_size
+    placed: list[tuple[int, tuple[int, int, int, int]]] = []
+    for index, ((x1, y1, _, _), (text_w, text_h)) in enumerate(zip(boxes, text_sizes, strict=True)):
+        left = max(0, min(int(x1), width - text_w))
+        top = int(y1) - text_h if y1 - text_h >= 0 else max(0, min(int(y1), height - text_h))
+        rect = (left, top, left + text_w, top + text_h)
+        if all(rect[2] <= r[0] or r[2] <= rect[0] or rect[3] <= r[1] or r[3] <= rect[1] for _, r in placed):
+            placed.append((index, rect))
+    return placed
+
+
 def draw_detections(
     image: Tensor,
     boxes: Tensor,
@@ -56,9 +95,14 @@ def draw_detections(
     scores: Tensor | None = None,
     class_names: Sequence[str] | None = None,
     colors: Sequence[Any] | None = None,
-    width: int = 2,
+    width: int | None = None,
+    font_size: int | None = None,
 ) -> Tensor:
-    """Boxes with "name 0.87" captions in their class colour (``torchvision.utils.draw_bounding_boxes``).
+    """Boxes in their class colour with white "name 0.87" captions on the same colour.
+
+    Line width and font size scale with the image (:func:`drawing_sizes`) unless given; boxes are drawn
+    lowest score first (the best on top) and captions that would overlap a better one are left out
+    (:func:`caption_layout`).
 
     Args:
         image: uint8 ``[3, H, W]``.
@@ -72,21 +116,30 @@ def draw_detections(
         raise ValueError(f"image must be uint8 [3, H, W], got {image.dtype} {list(image.shape)}")
     if len(boxes) == 0:
         return image.clone()
+    from PIL import Image, ImageDraw, ImageFont
+
+    height, width_px = image.shape[-2:]
+    auto_width, auto_font = drawing_sizes(height, width_px)
+    line_width, font_size = width or auto_width, font_size or auto_font
     labels_list = [int(label) for label in labels]
     score_list = [None] * len(labels_list) if scores is None else [float(s) for s in scores]
-    captions = [
-        _caption(label, score, class_names) for label, score in zip(labels_list, score_list, strict=True)
-    ]
-    box_colors = [class_color(label, colors) for label in labels_list]
-    return draw_bounding_boxes(
-        image.cpu(),
-        boxes.detach().float().cpu(),
-        captions,
-        box_colors,
-        width=width,
-        label_colors="white",
-        fill_labels=True,  # white text on the class colour: readable on any image
-    )
+    order = sorted(range(len(labels_list)), key=lambda i: -(score_list[i] or 0.0))  # best first
+    box_list = boxes.detach().float().cpu().tolist()
+    captions = [_caption(labels_list[i], score_list[i], class_names) for i in order]
+    font = ImageFont.truetype(FONT_PATH, font_size)
+    pad = max(1, font_size // 8)
+    text_boxes = [font.getbbox(caption) for caption in captions]
+    text_sizes = [(right + 2 * pad, bottom + 2 * pad) for _, _, right, bottom in text_boxes]
+    layout = caption_layout([box_list[i] for i in order], text_sizes, (height, width_px))
+
+    canvas = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+    draw = ImageDraw.Draw(canvas)
+    for i in reversed(order):  # worst first, so the best boxes end on top
+        draw.rectangle(box_list[i], outline=class_color(labels_list[i], colors), width=line_width)
+    for rank, (x1, y1, x2, y2) in layout:
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=class_color(labels_list[order[rank]], colors))
+        draw.text((x1 + pad, y1 + pad), captions[rank], fill="white", font=font)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).contiguous()
 
 
 def _draw_boxes(ax: Any, boxes: Tensor, captions: list[str], colors: list[Any], linestyle: str) -> None:
