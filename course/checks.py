@@ -26,11 +26,12 @@ import traceback
 import types
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from course.exercises import EXERCISE_ID, exercise_owners
+from course.exercises import EXERCISE_ID, CheckCall, check_calls, exercise_owners, load_exercises
 from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 
 ExerciseTest = Callable[[Any], None]
@@ -325,3 +326,54 @@ def check(exercise_id: str, *definitions: Any, fallback: Any = None) -> Any:
         print("  (the rest of this chapter uses the detector package's version)")
         return fallback
     return definitions[0] if definitions else None
+
+
+class NotebookReplay:
+    """A learner's notebook judged the way its check cells judge it, without running the notebook.
+
+    The check cell of an exercise rebinds the exercise's name to the package's version (its ``fallback``)
+    when the learner's fails, so later exercises run on the package's version of unsolved earlier ones.
+    :meth:`scope` rebuilds that: the notebook's definitions, with the fallback of every earlier check cell
+    (as parsed from the notebook) whose exercise does not pass. ``make check`` and ``pytest --impl
+    chapters`` use it, so each exercise is judged on its own, as in the notebook.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.source = path.read_text()
+        self.calls = check_calls(self.source, str(path))
+        self._scopes: dict[str, types.ModuleType] = {}
+        self._status: dict[str, str] = {}
+
+    def _earlier(self, exercise_id: str) -> list[CheckCall]:
+        index = next((i for i, c in enumerate(self.calls) if c.exercise_id == exercise_id), None)
+        if index is None:
+            return [c for c in self.calls if _key(c.exercise_id) < _key(exercise_id)]
+        return [c for c in self.calls[:index] if c.exercise_id != exercise_id]
+
+    def scope(self, exercise_id: str) -> types.ModuleType:
+        """The notebook's definitions as exercise ``exercise_id``'s check cell sees them."""
+        if exercise_id not in self._scopes:
+            module = load_exercises(self.path, self.source)
+            for call in self._earlier(exercise_id):
+                if call.fallback is not None and self.status(call.exercise_id) != "pass":
+                    setattr(module, call.target, eval(call.fallback, vars(module)))
+            self._scopes[exercise_id] = module
+        return self._scopes[exercise_id]
+
+    def status(self, exercise_id: str) -> str:
+        """``"pass"``, ``"todo"`` or ``"fail"``: the verdict of the exercise's check cell."""
+        if exercise_id not in self._status:
+            results = run_exercise_tests(exercise_id, self.scope(exercise_id))
+            self._status[exercise_id] = overall([s for _, s, _ in results])
+        return self._status[exercise_id]
+
+    def culprit(self, exercise_id: str) -> str | None:
+        """The earlier exercise a failure of ``exercise_id`` comes from (see :func:`blame_earlier`)."""
+        module = self.scope(exercise_id)
+        earlier = [
+            (c.exercise_id, c.target, eval(c.fallback, vars(module)))
+            for c in self._earlier(exercise_id)
+            if c.fallback is not None and self.status(c.exercise_id) == "pass"
+        ]
+        return blame_earlier(exercise_id, vars(module), earlier)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import ast
 import re
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from course.paths import SOLUTIONS_DIR, chapter_files
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -147,3 +149,45 @@ def load_exercises(path: str | Path, source: str | None = None) -> types.ModuleT
     module.__file__ = str(path)
     exec(compile(tree, str(path), "exec"), module.__dict__)
     return module
+
+
+@dataclass(frozen=True)
+class CheckCall:
+    """A notebook's top-level check cell ``target = check("6.3", definitions..., fallback=expression)``."""
+
+    exercise_id: str
+    target: str  # the name the cell rebinds (the first definition's when the call is not assigned)
+    fallback: str | None  # the fallback expression's source, None without one
+    fallback_node: ast.expr | None = field(compare=False, repr=False)
+    line: int = 0
+
+
+def check_calls(source: str, filename: str = "<notebook>") -> list[CheckCall]:
+    """The ``check(...)`` calls at the top level of a notebook, in notebook order."""
+    calls = []
+    for node in ast.parse(source, filename=filename).body:
+        call = node.value if isinstance(node, (ast.Assign, ast.Expr)) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "check"):
+            continue
+        first = call.args[0] if call.args else None
+        if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+            raise ExerciseMarkupError(
+                f"{filename}:{node.lineno}: check() takes the exercise id first, e.g. '6.3'"
+            )
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            target = node.targets[0].id
+        else:
+            target = next((a.id for a in call.args[1:] if isinstance(a, ast.Name)), "")
+        fallback = next((k.value for k in call.keywords if k.arg == "fallback"), None)
+        text = None if fallback is None else ast.get_source_segment(source, fallback)
+        calls.append(CheckCall(first.value, target, text, fallback, node.lineno))
+    return calls
+
+
+def solution_messages(solutions_dir: Path | None = None) -> dict[str, str]:
+    """``{exercise id: stub message}`` of every solution notebook (``Exercise 6.3 · select_topk: phrase``)."""
+    messages = {}
+    for path in chapter_files(solutions_dir or SOLUTIONS_DIR):
+        for region in find_regions(path.read_text(), str(path)):
+            messages.setdefault(region.exercise_id, region.message)
+    return messages

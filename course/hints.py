@@ -20,8 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from course.exercises import find_regions
-from course.paths import SOLUTIONS_DIR, chapter_files
+from course.exercises import solution_messages
 
 HINTS_DIR = Path(__file__).resolve().parent / "hints"
 LEVEL_KEYS = {2: "idea", 3: "recipe"}
@@ -39,13 +38,9 @@ def _chapter(exercise_id: str) -> int:
 
 
 @functools.cache
-def stub_phrases(solutions_dir: Path = SOLUTIONS_DIR) -> dict[str, str]:
+def stub_phrases() -> dict[str, str]:
     """``{exercise id: phrase}``: level 1, the text after ``name:`` in each solution region's marker."""
-    phrases = {}
-    for path in chapter_files(solutions_dir):
-        for region in find_regions(path.read_text(), str(path)):
-            phrases[region.exercise_id] = region.message.split(":", 1)[-1].strip()
-    return phrases
+    return {i: message.split(":", 1)[-1].strip() for i, message in solution_messages().items()}
 
 
 def load_hints(hints_dir: Path = HINTS_DIR) -> dict[str, dict[str, str]]:
