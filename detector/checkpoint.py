@@ -6,6 +6,14 @@ any moment leaves either the previous file or the new one, never a truncated mix
 
 Everything stored is loadable with ``torch.load(..., weights_only=True)`` (tensors, numbers, strings,
 lists, tuples, dicts), so a checkpoint from an untrusted source cannot run code when it is opened.
+
+A training run writes two files (format :data:`CHECKPOINT_FORMAT`, in the ``format`` key):
+
+- ``last.pt``, everything to continue the run exactly: weights, EMA, optimiser, schedule, grad scaler, RNG
+  states, progress, config and class names (the per-step log stays in the run directory's ``steps.jsonl``);
+- ``best.pt``, what is needed to *use* the best weights: the EMA weights (the raw ones without EMA) as
+  ``model``, the config, the class names and the epoch/step/mAP they come from — about half of ``last.pt``'s
+  size (no optimiser moments, no second copy of the weights).
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+CHECKPOINT_FORMAT = 2  # 2: best.pt holds the EMA weights only; the per-step log left the checkpoints
+RESUMABLE = "last"  # the ``kind`` of a checkpoint that can continue a run (best.pt's is "weights")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -63,6 +74,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(
             f"checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error})"
         ) from error
+
+
+def check_format(state: dict[str, Any], path: str | Path, resumable: bool = False) -> None:
+    """Raise a clear ``ValueError`` unless ``state`` is a detector checkpoint of this format (and resumable)."""
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint {str(path)!r} has format {found!r}, this version of detector reads format "
+            f"{CHECKPOINT_FORMAT}: retrain, or use the detector version that wrote it"
+        )
+    if resumable and state.get("kind") != RESUMABLE:
+        raise ValueError(
+            f"checkpoint {str(path)!r} holds weights only ({state.get('kind')!r}) and cannot continue a run: "
+            "resume from the run's last.pt"
+        )
 
 
 def rng_state() -> dict[str, Any]:

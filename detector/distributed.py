@@ -75,6 +75,15 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(tensor.item())
 
 
+def max_over_processes(values: list[float], device: torch.device) -> list[float]:
+    """Each of ``values``' maximum over all processes, in one all-reduce (the loop's sync point)."""
+    if not dist.is_initialized():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
 def gather_to_main(obj: Any) -> list[Any] | None:
     """Every process's ``obj`` as a list on rank 0 (``None`` elsewhere); ``[obj]`` with one process."""
     if not dist.is_initialized():

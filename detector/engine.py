@@ -1,63 +1,77 @@
 """The training runner: the loop that turns a config into a trained detector (Chapter 8).
 
-One epoch of :meth:`Runner.fit` is::
+:meth:`Runner.fit` is, read top to bottom::
 
-    for images, targets in train_loader:                 # order = f(seed, epoch)
-        with autocast:  loss = criterion(model(images), *pad_targets(targets))
-        scaler.scale(loss.total).backward(); clip_grad_norm_; scaler.step(optimizer); scaler.update()
-        scheduler.step(); ema.update(model)                 # per-step warmup+cosine, fp32 EMA
-    metrics = evaluate(ema.module)                          # COCO mAP on the original image coordinates
-    save last.pt (and best.pt when mAP improved); log metrics.jsonl/csv, curves.png
+    while step < schedule.total_steps:                    # the plan: train.epochs, or what fits train.max_minutes
+        for images, targets in train_loader:              # order = f(seed, epoch); augmentations = f(seed, epoch, rank)
+            with autocast:  loss = criterion(model(images), *pad_targets(targets))
+            scaler.scale(loss.total).backward(); clip_grad_norm_; scaler.step(optimizer); scaler.update()
+            ema.update(model); scheduler.step()           # per-step warmup+cosine, fp32 EMA
+            every train.log_every steps: sync             # step log, NaN check, time budget re-plan, Ctrl-C
+        evaluate(ema.module) in fp32                      # COCO mAP on the original image coordinates
+        save last.pt (best.pt when mAP improved); log metrics.jsonl/csv, steps.jsonl, curves.png
+
+The pieces live in their own modules: the device and autocast (:mod:`detector.device`), the per-step values
+and their checks (:mod:`detector.monitor`), the pace and time budget (:mod:`detector.budget`), the schedule and
+its re-plan (:mod:`detector.schedule`), Ctrl-C (:mod:`detector.interrupt`), checkpoints
+(:mod:`detector.checkpoint`), logs and tables (:mod:`detector.runlog`).
 
 Exact resume: every epoch starts by reseeding all generators from ``(seed, epoch, rank)`` and the loader's
 shuffle from ``(seed, epoch)``, so an epoch's data and augmentations do not depend on what ran before.
 A run resumed from ``last.pt`` written at the end of an epoch (or by Ctrl-C in the middle of one: the
 runner then replays the epoch's first batches through the loader without training on them, and restores
-the saved RNG state) gives the same losses and weights as an uninterrupted run on the CPU.
+the saved RNG state) gives the same losses and weights as an uninterrupted run on the CPU. A resumed run
+continues its own plan: a config that changes anything but where it runs (:data:`RESUME_MAY_CHANGE`) is
+refused, since ``config.yaml`` would then describe a run that did not happen.
 
-``train.max_minutes`` (a wall-clock budget for :meth:`Runner.fit`, data preparation excluded): after its
-first steps the plan shrinks to the epochs that fit at that pace and the cosine schedule is re-laid over
-them; should the run still reach the budget, it stops there (see :meth:`Runner._watch_budget`).
+Evaluation, during training and in ``detector eval`` alike, runs in fp32 whatever the training's autocast,
+so the two report the same mAP for the same weights.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from detector import distributed
-from detector.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from detector.budget import TimeBudget
+from detector.checkpoint import (
+    CHECKPOINT_FORMAT,
+    RESUMABLE,
+    check_format,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from detector.config import Config, ConfigError, save_config
 from detector.data.collate import pad_targets
+from detector.device import amp_dtype, cap_workers, setup_device
 from detector.ema import ModelEMA
 from detector.inference import evaluate, save_predictions_figure
-from detector.loaders import build_datasets, make_loader, prepare_data, resolve_device, seed_everything
-from detector.losses import DetectionLoss, LossOutput
+from detector.interrupt import StopRequest
+from detector.loaders import build_datasets, make_loader, prepare_data, seed_everything
+from detector.losses import DetectionLoss
 from detector.model import build_detector
-from detector.runlog import RunLogger, format_results
-from detector.schedule import build_optimizer, build_scheduler
+from detector.monitor import NonFiniteLossError, StepMonitor
+from detector.runlog import RunLogger, data_summary, format_results, read_step_log
+from detector.schedule import WarmupCosine, build_optimizer
 
-CHECKPOINT_FORMAT = 1
 SEED_STRIDE = 1_000_003  # a prime: (seed, epoch, rank) → distinct generator seeds
-# The runner's progress, saved in every checkpoint and restored on resume.
-CALIBRATION_STEPS = 20  # steps timed before train.max_minutes re-plans the run
-EVAL_STEP_COST = 0.5  # a validation batch costs about this many training steps (forward only + NMS + COCO)
-PROGRESS_KEYS = ("epoch", "step", "batch_in_epoch", "history", "step_log", "best_map", "skipped_steps",
-                 "planned_epochs", "budget_planned")  # fmt: skip
+# The runner's progress, saved in last.pt and restored on resume.
+PROGRESS_KEYS = ("epoch", "step", "batch_in_epoch", "history", "best_map", "epoch_sums", "lr")
+# Config keys a resumed run may change: where and how fast it runs, not what it computes.
+RESUME_MAY_CHANGE = ("name", "data.root", "data.arena", "data.workers", "train.device", "train.out_dir",
+                     "train.compile", "train.log_every")  # fmt: skip
 
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the loss component."""
+__all__ = ["NonFiniteLossError", "Runner", "TrainingInterrupted", "epoch_seed"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -81,243 +95,274 @@ class Runner:
     def __init__(
         self, config: Config, resume: str | Path | bool | None = None, run_dir: str | Path | None = None
     ):
-        self.config = config
-        train = config.train
-        self.device = resolve_device(train.device)
-        self.dist = distributed.init_distributed(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.deterministic = train.deterministic
-            torch.backends.cudnn.benchmark = not train.deterministic
+        self.config, train = config, config.train
+        self.device, self.dist = setup_device(train)
         seed_everything(epoch_seed(config.seed, 0, self.dist.rank))
-
-        if self.dist.is_main:
-            prepare_data(config.data)
-        distributed.barrier()
-        self.train_set, self.val_set = build_datasets(config.data)
-        self.class_names: list[str] = list(self.train_set.class_names)
-        self.num_classes = len(self.class_names)
-        self.train_loader = make_loader(self.train_set, config.data, self.device, self.dist, train=True)
-        self.val_loader = make_loader(self.val_set, config.data, self.device, self.dist, train=False)
-        self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise ConfigError(
-                f"data.batch_size={config.data.batch_size} is larger than the train split "
-                f"({len(self.train_set)} images per process): lower data.batch_size"
-            )
-
+        self._build_data()
         self.model = build_detector(config.model, self.num_classes).to(self.device)
         if train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = self._wrap(self.model)
         self.criterion = DetectionLoss(self.num_classes, config.loss)
         self.optimizer = build_optimizer(self.model, train)
-        self.scheduler = build_scheduler(
-            self.optimizer, train.epochs * self.steps_per_epoch, train.warmup_steps, train.min_lr_ratio
+        self.schedule = WarmupCosine(
+            train.epochs * self.steps_per_epoch, train.warmup_steps, train.min_lr_ratio
         )
-        self.amp_dtype = _amp_dtype(self.device, train.amp, train.cpu_bf16)
+        self.scheduler = LambdaLR(self.optimizer, self.schedule)  # LambdaLR saves the schedule's plan
+        self.amp_dtype = amp_dtype(self.device, train.amp, train.cpu_bf16)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, train.ema_decay, train.ema_warmup_steps) if train.ema else None
-        self.train_model: nn.Module = self.model
-        if self.dist.enabled:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        if train.compile:
-            self.train_model = torch.compile(self.train_model)
+        self.budget = TimeBudget(train.max_minutes, self.schedule.total_steps, self.steps_per_epoch,
+                                 len(self.val_loader), train.eval_every)  # fmt: skip
+        self.monitor: StepMonitor | None = None  # made at the first step, when the loss names its components
+        self.stop = StopRequest(announce=self.dist.is_main)
 
-        self.planned_epochs = train.epochs  # fewer when train.max_minutes shrinks the plan
-        self.budget_planned = False
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimiser steps
-        self.batch_in_epoch = 0  # completed steps of the current epoch (> 0 only in a Ctrl-C checkpoint)
+        self.batch_in_epoch = 0  # completed steps of the current epoch (> 0 only in a mid-epoch checkpoint)
         self.best_map = -math.inf
-        self.history: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []  # one record per epoch (train means, validation metrics)
         self.step_log: list[dict[str, float]] = []  # loss components, grad norm and lr of every step
-        self.skipped_steps = 0
-        self.stop_requested = False  # set by Ctrl-C
-        self.out_of_time = False  # set when train.max_minutes is used up
+        self.epoch_sums: dict[str, float] = {}  # this epoch's per-step values, summed (for the epoch means)
+        self.lr = 0.0  # the learning rate of the last step
+        self.out_of_time = False  # set when train.max_minutes is used up before the plan's end
+        self._stopping = False  # Ctrl-C, agreed by all processes at a sync point
+        self._announced = False  # the time estimate was printed
         self._resume_rng: dict[str, Any] | None = None
+        self.logger: RunLogger | None = None
         if resume:
-            checkpoint_path = (
-                Path(train.out_dir) / config.name / "last.pt" if resume is True else Path(resume)
-            )
-            self.run_dir = Path(run_dir) if run_dir else checkpoint_path.parent
-            self.load_state(load_checkpoint(checkpoint_path))  # on the CPU: RNG states must stay there
+            checkpoint = Path(train.out_dir) / config.name / "last.pt" if resume is True else Path(resume)
+            self.run_dir = Path(run_dir) if run_dir else checkpoint.parent
+            self.load_state(load_checkpoint(checkpoint), checkpoint)  # on the CPU: RNG states must stay there
         else:
             self.run_dir = (
                 Path(run_dir) if run_dir else distributed.broadcast_from_main(_free_run_dir(config))
             )
-        self.logger: RunLogger | None = None
+
+    def _build_data(self) -> None:
+        """The arena (generated by the main process when missing), the two splits and their loaders."""
+        data = self.config.data
+        cap_workers(data, self.dist)
+        if self.dist.is_main:
+            prepare_data(data)
+        distributed.barrier()
+        self.train_set, self.val_set = build_datasets(data)
+        self.class_names: list[str] = list(self.train_set.class_names)
+        self.num_classes = len(self.class_names)
+        self.train_loader = make_loader(self.train_set, data, self.device, self.dist, train=True)
+        self.val_loader = make_loader(self.val_set, data, self.device, self.dist, train=False)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"data.batch_size={data.batch_size} is larger than the train split "
+                f"({len(self.train_set)} images per process): lower data.batch_size"
+            )
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The module the loop calls: DDP under torchrun, compiled with ``train.compile``."""
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return torch.compile(model) if self.config.train.compile else model
+
+    @property
+    def planned_epochs(self) -> int:
+        """Epochs of the current plan (the last one may end part-way)."""
+        return math.ceil(self.schedule.total_steps / self.steps_per_epoch)
 
     # ----------------------------------------------------------------------------------------------- fit
     def fit(self) -> dict[str, Any]:
-        """Train ``train.epochs`` epochs (from where a resumed run stopped); returns the final metrics.
+        """Train to the end of the plan (from where a resumed run stopped); returns the final metrics.
 
         Raises:
             NonFiniteLossError: the loss became NaN/inf (``last.pt`` stays the last good checkpoint).
             TrainingInterrupted: Ctrl-C; ``last.pt`` was written first.
         """
-        train = self.config.train
         if self.dist.is_main:
-            self.logger = RunLogger(self.run_dir)
+            self.logger = RunLogger(self.run_dir, resume_step=self.step)
             save_config(self.config, self.run_dir / "config.yaml")
-        self._fit_start, self._steps_this_run = time.monotonic(), 0
+            print(data_summary(self.train_set, self.val_set, self.class_names), flush=True)
         metrics = _val_metrics(self.history[-1]) if self.history else {}
+        self.budget.start(self.step)
         try:
-            with self._ctrl_c_sets_stop_flag():
-                while self.epoch < self.planned_epochs:
-                    record = self._train_epoch(self.epoch)
-                    if self.stop_requested:
-                        self.save("last.pt")
-                        raise TrainingInterrupted(
-                            f"interrupted in epoch {self.epoch + 1} after step {self.step}: saved "
-                            f"{self.run_dir / 'last.pt'}; continue with: detector train --resume {self.run_dir / 'last.pt'}"
-                        )
-                    if self.out_of_time:  # in the middle of an epoch: evaluate and stop
-                        self._print(f"train.max_minutes={train.max_minutes} reached after step {self.step}")
-                        metrics = self._evaluate_into(record)
-                        self._end_epoch(record)
-                        break
-                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                    if self.epoch % train.eval_every == 0 or self.epoch == self.planned_epochs:
-                        metrics = self._evaluate_into(record)
-                    self._end_epoch(record)
+            with self.stop.installed():
+                while self.step < self.schedule.total_steps and not self.out_of_time:
+                    self._train_epoch()
+                    if self._stopping:
+                        self._interrupt()
+                    metrics = self._end_epoch() or metrics
         finally:
             if self.logger is not None:
                 self.logger.close()
         self._finish(metrics)
         return {**metrics, "epoch": self.epoch, "best_map": self.best_map, "run_dir": str(self.run_dir)}
 
-    def _watch_budget(self) -> None:
-        """``train.max_minutes``, after every step: plan once (after a few steps), stop when time is up.
-
-        Calibration: after ``CALIBRATION_STEPS`` steps (or the first epoch, if shorter) the pace so far gives
-        the epochs that fit into the budget (training plus ``EVAL_STEP_COST`` per validation batch); the plan
-        shrinks to them (at least the current epoch) and the cosine schedule is re-laid over the new plan,
-        so the learning rate still decays to its floor. Should the run still reach the budget, it stops
-        after that step (then evaluates, saves and reports as usual).
-        """
-        budget = self.config.train.max_minutes
-        if budget is None:
-            return
-        elapsed = time.monotonic() - self._fit_start
-        if not self.budget_planned and self._steps_this_run >= min(CALIBRATION_STEPS, self.steps_per_epoch):
-            seconds_per_step = elapsed / self._steps_this_run
-            epoch_seconds = seconds_per_step * (self.steps_per_epoch + EVAL_STEP_COST * len(self.val_loader))
-            done_in_epoch = self.batch_in_epoch / self.steps_per_epoch
-            fits = self.epoch + max(1, int(done_in_epoch + (60.0 * budget - elapsed) / epoch_seconds))
-            planned = distributed.broadcast_from_main(min(self.planned_epochs, fits))
-            if planned < self.planned_epochs:
-                self.scheduler.lr_lambdas[0].replan(planned * self.steps_per_epoch)
-                self._print(
-                    f"\ntrain.max_minutes={budget}: {planned} of {self.planned_epochs} epochs fit at "
-                    f"{seconds_per_step:.2f} s per step; the cosine schedule now ends at epoch {planned}"
-                )
-                self.planned_epochs = planned
-            self.budget_planned = True
-        self.out_of_time = distributed.any_process(elapsed > 60.0 * budget, self.device)
-
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
-        """One pass over the training split; returns the epoch's mean losses, lr and throughput."""
-        train = self.config.train
-        seed_everything(epoch_seed(self.config.seed, epoch, self.dist.rank))
-        self.train_loader.set_epoch(epoch_seed(self.config.seed, epoch))
+    def _train_epoch(self) -> None:
+        """Steps of the current epoch until its end, the plan's end, the budget's end or Ctrl-C."""
+        seed_everything(epoch_seed(self.config.seed, self.epoch, self.dist.rank))
+        self.train_loader.set_epoch(epoch_seed(self.config.seed, self.epoch))
         self.train_model.train()
         batches = iter(self.train_loader)
-        for _ in range(self.batch_in_epoch):  # a Ctrl-C checkpoint: replay the batches it already trained on
+        for _ in range(
+            self.batch_in_epoch
+        ):  # a mid-epoch checkpoint: replay the batches it already trained on
             next(batches)
-        self.resume_rng_after_skip()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.dist.is_main,
-                   desc=f"epoch {epoch + 1}/{self.planned_epochs}", dynamic_ncols=True)  # fmt: skip
-        start, images_seen, throughput = time.monotonic(), 0, 0.0
+        if self._resume_rng is not None:  # … then continue with the random state it saved
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        self._bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.dist.is_main,
+                         desc=f"epoch {self.epoch + 1}/{self.planned_epochs}", dynamic_ncols=True)  # fmt: skip
+        first_step = self.step + 1
         for images, targets in batches:
-            images = images.to(self.device, non_blocking=True)
-            if train.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            gt_labels, gt_boxes, gt_mask = pad_targets(targets, device=self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss = self.criterion(self.train_model(images), gt_labels, gt_boxes, gt_mask)
-            values = self._check_finite(loss, epoch)
-
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss.total).backward()
-            if train.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                values["grad_norm"] = float(
-                    nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
-                )
-            scale = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)  # skipped by the scaler when fp16 gradients overflowed
-            self.scaler.update()
-            if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
-                self.skipped_steps += 1
-            elif self.ema is not None:
-                self.ema.update(self.model)
-            values["lr"] = self.scheduler.get_last_lr()[0]
-            self.scheduler.step()
-            self.step += 1
-            self.batch_in_epoch += 1
-
-            self.step_log.append(values)
-            images_seen += len(images) * self.dist.world_size
-            throughput = images_seen / max(time.monotonic() - start, 1e-9)
-            bar.set_postfix({**{k: f"{values[k]:.3f}" for k in loss.components}, "lr": f"{values['lr']:.2e}",
-                             "img/s": f"{throughput:.1f}"}, refresh=False)  # fmt: skip
-            bar.update()
-            if self.logger is not None:
-                self.logger.log_step(self.step, values)
-            self._steps_this_run += 1
-            self._watch_budget()
-            self.stop_requested = distributed.any_process(self.stop_requested, self.device)
-            if self.stop_requested or self.out_of_time:
+            self._train_step(images, targets)
+            self._bar.update()
+            if self.step % self.config.train.log_every == 0 or self.step == first_step:
+                self._sync()
+            stop = self._stopping if self.dist.enabled else self.stop.requested  # one process: no sync needed
+            if stop or self.out_of_time or self.step >= self.schedule.total_steps:
                 break
-        bar.close()
-        return {"epoch": epoch + 1, "step": self.step, **self._epoch_means(), "img_per_s": throughput,
-                "skipped_steps": self.skipped_steps}  # fmt: skip
+        self._sync()
+        self._bar.close()
 
-    def _check_finite(self, loss: LossOutput, epoch: int) -> dict[str, float]:
-        """The step's loss values as floats; a non-finite loss raises (or, under fp16 AMP, is counted)."""
-        values = {
-            "loss": float(loss.total.detach()),
-            **{name: float(value) for name, value in loss.components.items()},
-        }
-        bad = not math.isfinite(values["loss"])
-        if distributed.any_process(bad, self.device) and not self.scaler.is_enabled():
-            component = next((k for k, v in values.items() if k != "loss" and not math.isfinite(v)), "total")
-            where = f"loss component {component!r} = {values.get(component, values['loss'])}" if bad else (
-                "a non-finite loss in another process")  # fmt: skip
-            raise NonFiniteLossError(
-                f"non-finite loss at step {self.step + 1} (epoch {epoch + 1}, batch {self.batch_in_epoch + 1}): "
-                f"{where}; stopped without saving, {self.run_dir / 'last.pt'} is the last good checkpoint. "
-                "Try a lower train.lr, a smaller train.grad_clip or a longer train.warmup_steps"
+    def _train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> None:
+        """One optimiser step; its values stay on the device until the next sync point."""
+        train = self.config.train
+        images = images.to(self.device, non_blocking=True)
+        if train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        gt_labels, gt_boxes, gt_mask = pad_targets(targets, device=self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss = self.criterion(self.train_model(images), gt_labels, gt_boxes, gt_mask)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.total).backward()
+        values = [loss.total, *loss.components.values()]
+        if train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            values.append(nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip))
+        scale = (
+            self.scaler.get_scale()
+        )  # a host read only under fp16, whose scaler reads its overflow flag anyway
+        self.scaler.step(self.optimizer)  # skipped by the scaler when fp16 gradients overflowed
+        self.scaler.update()
+        skipped = self.scaler.get_scale() < scale
+        if self.ema is not None and not skipped:
+            self.ema.update(self.model)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+
+        if self.monitor is None:
+            names = ["loss", *loss.components, *(["grad_norm"] if train.grad_clip else [])]
+            self.monitor = StepMonitor(
+                names, self.scaler.is_enabled(), train.max_skipped_steps, self.steps_per_epoch
             )
-        return values
+        self.monitor.add(self.step, values, lr, skipped)
 
-    def _epoch_means(self) -> dict[str, float]:
-        """Mean of each logged value over this epoch's steps (all processes)."""
-        steps = self.step_log[-self.batch_in_epoch :]
-        keys = [k for k in steps[0] if k != "lr"]
-        means = torch.tensor([sum(s[k] for s in steps) / len(steps) for k in keys], dtype=torch.float64)
-        means = distributed.reduce_mean(means.to(self.device)).cpu()
-        return {**dict(zip(keys, means.tolist(), strict=True)), "lr": steps[-1]["lr"]}
+    def _sync(self) -> None:
+        """The sync point: the pending steps' values reach the host and are checked, the budget re-plans,
+        and all processes agree (one all-reduce) on a NaN, a Ctrl-C and the plan."""
+        pending = len(self.monitor) if self.monitor is not None else 0
+        error, rows = None, []
+        try:
+            rows = self.monitor.flush() if self.monitor is not None else []
+        except NonFiniteLossError as found:
+            error = found
+        self.budget.observe(self.step)
+        plan = self.budget.plan(self.step) if self.dist.is_main else 0
+        bad, stop, plan = distributed.max_over_processes(
+            [float(error is not None), float(self.stop.requested), float(plan)], self.device
+        )
+        if bad:
+            raise self._non_finite_error(error)
+        self._record(rows, first_step=self.step - pending + 1)
+        self._stopping = bool(stop)
+        self._replan(int(plan))
 
-    def _evaluate_into(self, record: dict[str, Any]) -> dict[str, Any]:
-        metrics = self.evaluate()
-        record.update({f"val_{k}": v for k, v in metrics.items()})
-        return metrics
+    def _record(self, rows: list[dict[str, float]], first_step: int) -> None:
+        """Flushed step rows → step log, the epoch's sums, steps.jsonl and the progress bar."""
+        if not rows:
+            return
+        self.step_log += rows
+        for row in rows:
+            for key, value in row.items():
+                if key != "lr":
+                    self.epoch_sums[key] = self.epoch_sums.get(key, 0.0) + value
+        self.lr = rows[-1]["lr"]
+        if self.logger is not None:
+            self.logger.log_steps(first_step, rows)
+        last = rows[-1]
+        self._bar.set_postfix({**{k: f"{v:.3f}" for k, v in last.items() if k != "lr"}, "lr": f"{self.lr:.2e}",
+                               "s/step": f"{self.budget.pace or 0:.2f}"}, refresh=False)  # fmt: skip
 
-    def _end_epoch(self, record: dict[str, Any]) -> None:
-        """Log the epoch, redraw the curves, write last.pt and (if mAP improved) best.pt."""
+    def _replan(self, plan: int) -> None:
+        """Follow the budget's plan: stop now, or re-lay the schedule to end at ``plan`` steps."""
+        total = self.schedule.total_steps
+        if self.out_of_time:
+            return
+        if plan <= self.step < total:
+            self.out_of_time = True
+            self._print(f"\ntrain.max_minutes={self.config.train.max_minutes} reached after step {self.step}")
+            return
+        announce = not self._announced and self.budget.calibrated
+        if plan != total and plan > self.step:
+            self.schedule.replan(plan, self.step)
+            announce = announce or math.ceil(plan / self.steps_per_epoch) != math.ceil(
+                total / self.steps_per_epoch
+            )
+        if announce:
+            self._announced = True
+            budget = f"train.max_minutes={self.config.train.max_minutes}: " if self.budget.seconds else ""
+            self._print(f"\n{budget}{self.budget.estimate(self.step, self.schedule.total_steps)}")
+
+    def _non_finite_error(self, error: NonFiniteLossError | None) -> NonFiniteLossError:
+        what = (
+            str(error) if error is not None else f"a non-finite loss in another process by step {self.step}"
+        )
+        return NonFiniteLossError(
+            f"{what}; stopped without saving, {self.run_dir / 'last.pt'} is the last good checkpoint (the check "
+            f"runs every train.log_every={self.config.train.log_every} steps). "
+            "Try a lower train.lr, a smaller train.grad_clip or a longer train.warmup_steps"
+        )
+
+    def _interrupt(self) -> None:
+        self.save("last.pt")
+        raise TrainingInterrupted(
+            f"interrupted in epoch {self.epoch + 1} after step {self.step}: saved {self.run_dir / 'last.pt'}; "
+            f"continue with: detector train --resume {self.run_dir / 'last.pt'}"
+        )
+
+    def _end_epoch(self) -> dict[str, Any] | None:
+        """An epoch (or the plan) ended: log it, evaluate when due, save last.pt and best.pt when mAP improved."""
+        started = time.monotonic()
+        record = {"epoch": self.epoch + 1, "step": self.step, **self._epoch_means(),
+                  "img_per_s": self.config.data.batch_size * self.dist.world_size / (self.budget.pace or math.inf),
+                  "skipped_steps": self.monitor.skipped_steps if self.monitor else 0}  # fmt: skip
+        if self.batch_in_epoch == self.steps_per_epoch:
+            self.epoch, self.batch_in_epoch, self.epoch_sums = self.epoch + 1, 0, {}
+        finished = self.out_of_time or self.step >= self.schedule.total_steps
+        evaluated = finished or (self.batch_in_epoch == 0 and self.epoch % self.config.train.eval_every == 0)
+        metrics = self.evaluate() if evaluated else None
+        record.update({f"val_{k}": v for k, v in (metrics or {}).items()})
         self.history.append(record)
-        improved = "val_map" in record and record["val_map"] > self.best_map
+        improved = metrics is not None and metrics["map"] > self.best_map
         if improved:
-            self.best_map = record["val_map"]
-        if self.dist.is_main and self.logger is not None:
+            self.best_map = metrics["map"]
+        if self.logger is not None:
             self.logger.log_epoch(record)
             self.logger.draw_curves(self.step_log, self.history)
         self.save("last.pt")
         if improved:
             self.save("best.pt")
+        self.budget.observe_epoch_end(time.monotonic() - started, evaluated)
+        return metrics
+
+    def _epoch_means(self) -> dict[str, float]:
+        """Mean of each logged value over this epoch's steps (all processes), and the last step's lr."""
+        keys = sorted(self.epoch_sums)
+        sums = torch.tensor([self.epoch_sums[k] for k in keys], dtype=torch.float64, device=self.device)
+        means = (distributed.reduce_mean(sums) / max(1, self.batch_in_epoch)).cpu().tolist()
+        return {**dict(zip(keys, means, strict=True)), "lr": self.lr}
 
     def _finish(self, metrics: dict[str, Any]) -> None:
         """predictions.png and the results table (main process only)."""
@@ -327,29 +372,38 @@ class Runner:
         save_predictions_figure(model, self.val_set, self.class_names, self.config.eval, self.device,
                                 self.run_dir / "predictions.png")  # fmt: skip
         when = f"epoch {self.epoch}" if self.batch_in_epoch == 0 else (
-            f"epoch {self.epoch + 1} stopped after {self.batch_in_epoch}/{self.steps_per_epoch} steps")  # fmt: skip
-        print(format_results(metrics, self.class_names, title=f"Validation ({self.config.data.val_split}), "
-                             f"{when}, {'EMA' if self.ema else 'raw'} weights"))  # fmt: skip
+            f"epoch {self.epoch + 1} ended after {self.batch_in_epoch}/{self.steps_per_epoch} steps")  # fmt: skip
+        weights = "EMA" if self.ema else "raw"
+        title = f"Validation ({self.config.data.val_split}), {when}, {weights} weights, fp32"
+        print(format_results(metrics, self.class_names, title=title))
         print(f"run directory: {self.run_dir} (best mAP {self.best_map:.4f} in best.pt)")
+
+    def _print(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, flush=True)
 
     # ------------------------------------------------------------------------------------------ evaluate
     def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
-        """COCO metrics (plus per-class AP) of ``model`` (default: the EMA weights) on the validation split."""
+        """COCO metrics (plus per-class AP) of ``model`` (default: the EMA weights) on the validation split.
+
+        In fp32, as ``detector eval`` does, whatever autocast the training uses.
+        """
         if model is None:
             model = self.ema.module if self.ema is not None else self.model
-        return evaluate(
-            model, self.val_loader, self.device, self.config.eval, self.num_classes, self.amp_dtype
-        )
+        return evaluate(model, self.val_loader, self.device, self.config.eval, self.num_classes)
 
     # --------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
+        """``last.pt``: everything to continue the run exactly (the step log stays in steps.jsonl)."""
         return {
             "format": CHECKPOINT_FORMAT,
+            "kind": RESUMABLE,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "budget": self.budget.state_dict(),
             **{key: getattr(self, key) for key in PROGRESS_KEYS},
             "mid_epoch": self.batch_in_epoch > 0,
             "rng": rng_state(),
@@ -357,74 +411,76 @@ class Runner:
             "class_names": self.class_names,
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        if state.get("class_names") != self.class_names:
+    def best_state(self) -> dict[str, Any]:
+        """``best.pt``: the weights to use (EMA when on) and what is needed to use them."""
+        model = self.ema.module if self.ema is not None else self.model
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "weights",
+            "model": model.state_dict(),
+            "ema": None,
+            "config": self.config.to_dict(),
+            "class_names": self.class_names,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_map": self.best_map,
+            "history": self.history,
+            "schedule": vars(self.schedule).copy(),
+        }
+
+    def load_state(self, state: dict[str, Any], path: str | Path = "checkpoint") -> None:
+        """Continue from a ``last.pt`` (its format, classes and config checked against this run's)."""
+        check_format(state, path, resumable=True)
+        if state["class_names"] != self.class_names:
             raise ConfigError(
-                f"the checkpoint was trained on classes {state.get('class_names')} but data.root has "
+                f"{path} was trained on classes {state['class_names']} but data.root has "
                 f"{self.class_names}: resume with the same data set"
             )
+        _check_same_plan(state["config"], self.config.to_dict(), path)
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.load_state_dict(state["scheduler"])  # the schedule's plan, re-plans included
         if state["scaler"]:  # empty when saved without fp16 AMP (e.g. a CPU run resumed on a GPU)
             self.scaler.load_state_dict(state["scaler"])
+        self.budget.load_state_dict(state["budget"])
         for key in PROGRESS_KEYS:
             setattr(self, key, state[key])
+        if self.dist.is_main:
+            self.step_log = read_step_log(self.run_dir, self.step)
         self._resume_rng = state["rng"] if state["mid_epoch"] else None
         set_rng_state(state["rng"])
 
     def save(self, name: str) -> None:
         if self.dist.is_main:
-            save_checkpoint(self.state_dict(), self.run_dir / name)
+            save_checkpoint(
+                self.best_state() if name == "best.pt" else self.state_dict(), self.run_dir / name
+            )
         distributed.barrier()
 
-    def resume_rng_after_skip(self) -> None:
-        """After replaying a Ctrl-C'd epoch's first batches: the RNG state the checkpoint saved."""
-        if self._resume_rng is not None:
-            set_rng_state(self._resume_rng)
-            self._resume_rng = None
 
-    # ------------------------------------------------------------------------------------------- helpers
-    @contextlib.contextmanager
-    def _ctrl_c_sets_stop_flag(self) -> Iterator[None]:
-        """The first Ctrl-C asks to stop after the current step; a second one interrupts at once."""
-        if not _in_main_thread():
-            yield
-            return
-
-        def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
-            self._print("\nCtrl-C: stopping after this step and saving last.pt (press again to abort)")
-
-        previous = signal.signal(signal.SIGINT, request_stop)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _print(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "arena":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def _amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
-    """The autocast dtype, or ``None`` for full fp32.
-
-    CUDA (``train.amp``): bf16 where the GPU supports it, else fp16 (with a grad scaler). CPU
-    (``train.cpu_bf16``): bf16 only where oneDNN has native bf16 kernels (AVX512-BF16 or AMX) — there it
-    halves the step time; elsewhere bf16 is emulated and slower, so the run stays in fp32.
-    """
-    if device.type == "cuda":
-        if not enabled:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
+def _check_same_plan(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
+    """Refuse to resume with settings that differ from the checkpoint's (except :data:`RESUME_MAY_CHANGE`)."""
+    saved, current = _flatten(saved), _flatten(current)
+    changed = [k for k in sorted(saved.keys() | current.keys())
+               if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k)]  # fmt: skip
+    if changed:
+        listed = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
+        raise ConfigError(
+            f"{path}: resuming continues the run as it was planned, but these settings differ from the "
+            f"checkpoint's: {listed}. Resume without them (detector train --resume {path}), or start a new run"
+        )
 
 
 def _free_run_dir(config: Config) -> Path:
@@ -440,7 +496,3 @@ def _free_run_dir(config: Config) -> Path:
 def _val_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """The validation metrics of a history record (keys without their ``val_`` prefix)."""
     return {key[4:]: value for key, value in record.items() if key.startswith("val_")}
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()

@@ -20,6 +20,10 @@ from detector.config import ConfigError, DataConfig
 from detector.data import CocoDetection, HFParquetDetection, ensure_arena, eval_transforms, train_transforms
 from detector.data.collate import collate, seed_worker
 from detector.distributed import DistInfo
+from detector.errors import DataError
+from detector.interrupt import ignore_sigint_in_worker
+
+RANK_SEED_STRIDE = 7919  # a prime: (epoch seed, rank) → distinct loader generator seeds
 
 
 def seed_everything(seed: int) -> None:
@@ -112,12 +116,22 @@ class EpochLoader:
     Workers are not persistent, so each epoch's workers are seeded afresh from the loader's generator.
     """
 
-    def __init__(self, loader: DataLoader, generator: torch.Generator) -> None:
+def loader_seed(seed: int, rank: int) -> int:
+    """The seed of a process's loader generator: its workers' seeds, hence their augmentations, differ per rank."""
+    return (seed * RANK_SEED_STRIDE + rank) % 2**63
+
+
+def _init_worker(worker_id: int) -> None:
+    ignore_sigint_in_worker()
+    seed_worker(worker_id)
+
+
+    def __init__(self, loader: DataLoader, generator: torch.Generator, rank: int = 0) -> None:
         self.loader = loader
         self.generator = generator
 
     def set_epoch(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
+        self.generator.manual_seed(loader_seed(seed, self.rank))
         if isinstance(self.loader.sampler, DistributedSampler):
             self.loader.sampler.set_epoch(seed)
 
@@ -151,9 +165,9 @@ def make_loader(
         num_workers=data.workers,
         collate_fn=collate,
         generator=generator,
-        worker_init_fn=seed_worker,
+        worker_init_fn=_init_worker,
         drop_last=train,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    return EpochLoader(loader, generator)
+    return EpochLoader(loader, generator, dist.rank)

@@ -4,6 +4,8 @@ Files in the run directory (only the main process writes):
 
 - ``metrics.jsonl``: one JSON object per epoch (train loss components, lr, throughput, validation metrics);
 - ``metrics.csv``: the same rows as a table (columns fixed by the first row);
+- ``steps.jsonl``: one JSON object per optimiser step (loss components, grad norm, lr), appended at each sync
+  point; checkpoints do not carry it, a resumed run reads it back (:func:`read_step_log`);
 - ``curves.png``: train loss per step and per epoch, validation mAP and mAP50, redrawn every epoch;
 - ``events.out.tfevents.*``: TensorBoard scalars, when ``tensorboard`` is installed.
 """
@@ -13,14 +15,16 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: drawing files must not touch a notebook's backend
 
-CURVE_SMOOTHING = (
-    0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's default 0.6-0.99)
-)
+CURVE_SMOOTHING = 0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's 0.6-0.99)
+STEPS_FILE = "steps.jsonl"
+NO_OBJECTS = "n/a"  # printed for COCO's -1 (no GT of that size) and a class's nan (no GT of that class)
 
 
 def _scalar_items(record: dict[str, Any]) -> dict[str, float]:
@@ -30,9 +34,15 @@ def _scalar_items(record: dict[str, Any]) -> dict[str, float]:
 class RunLogger:
     """Appends per-epoch records and redraws the curves; safe to re-open on resume (appends)."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_step: int = 0) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.steps_path = self.run_dir / STEPS_FILE
+        # a resumed run continues after its checkpoint's step: steps logged after it (before a crash) go
+        rows = read_step_log(self.run_dir, resume_step) if resume_step else []
+        self.steps_path.write_text(
+            "".join(json.dumps({"step": i + 1, **r}) + "\n" for i, r in enumerate(rows))
+        )
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         self.csv_path = self.run_dir / "metrics.csv"
         self.curves_path = self.run_dir / "curves.png"
@@ -45,10 +55,14 @@ class RunLogger:
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(log_dir=str(self.run_dir))
 
-    def log_step(self, step: int, values: dict[str, float]) -> None:
-        if self.writer is not None:
-            for key, value in values.items():
-                self.writer.add_scalar(f"train_step/{key}", value, step)
+    def log_steps(self, first_step: int, rows: list[dict[str, float]]) -> None:
+        """Append the rows of steps ``first_step, first_step + 1, …`` to ``steps.jsonl`` (and TensorBoard)."""
+        with self.steps_path.open("a") as file:
+            for step, row in enumerate(rows, start=first_step):
+                file.write(json.dumps({"step": step, **row}) + "\n")
+                if self.writer is not None:
+                    for key, value in row.items():
+                        self.writer.add_scalar(f"train_step/{key}", value, step)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Append ``record`` (a flat dict of numbers/strings) to the JSONL and CSV logs and TensorBoard."""
@@ -116,13 +130,69 @@ class RunLogger:
             self.writer.close()
 
 
+def read_step_log(run_dir: str | Path, upto_step: int | None = None) -> list[dict[str, float]]:
+    """The per-step rows of ``steps.jsonl`` in ``run_dir`` (steps ``1..upto_step``; ``[]`` without the file)."""
+    path = Path(run_dir) / STEPS_FILE
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [
+        {k: v for k, v in row.items() if k != "step"}
+        for row in rows
+        if upto_step is None or row["step"] <= upto_step
+    ]
+
+
+def _number(value: float) -> str:
+    """``value`` in 8 columns, or ``n/a`` for COCO's "no objects" markers (-1 and nan)."""
+    return f"{NO_OBJECTS:>8}" if value < 0 or not math.isfinite(value) else f"{value:8.4f}"
+
+
 def format_results(metrics: dict[str, Any], class_names: list[str], title: str = "Validation") -> str:
-    """The final table: mAP, mAP50, mAP75 (and by size), then AP and AP50 per class."""
+    """The final table: mAP, mAP50, mAP75 (and by size), then AP and AP50 per class; ``n/a`` explained below."""
     lines = [title, f"{'mAP':>8} {'mAP50':>8} {'mAP75':>8} {'small':>8} {'medium':>8} {'large':>8}"]
     keys = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large")
-    lines.append(" ".join(f"{metrics[k]:8.4f}" for k in keys))
+    lines.append(" ".join(_number(metrics[k]) for k in keys))
     width = max(len("class"), *(len(name) for name in class_names))
     lines.append(f"{'class':<{width}} {'AP':>8} {'AP50':>8}")
     for name, ap, ap50 in zip(class_names, metrics["per_class_ap"], metrics["per_class_ap50"], strict=True):
-        lines.append(f"{name:<{width}} {ap:8.4f} {ap50:8.4f}")
+        lines.append(f"{name:<{width}} {_number(ap)} {_number(ap50)}")
+    sizes = [k.removeprefix("map_") for k in keys[3:] if _number(metrics[k]).strip() == NO_OBJECTS]
+    if sizes:
+        lines.append(f"{NO_OBJECTS} by size ({', '.join(sizes)}): no objects of that size in this split "
+                     "(COCO areas: small < 32², medium 32²–96², large > 96² pixels)")  # fmt: skip
+    missing = [
+        n
+        for n, ap in zip(class_names, metrics["per_class_ap"], strict=True)
+        if _number(ap).strip() == NO_OBJECTS
+    ]
+    if missing:
+        lines.append(f"{NO_OBJECTS} for {', '.join(missing)}: no GT of that class in this split")
     return "\n".join(lines)
+
+
+def data_summary(train_set: Any, val_set: Any, class_names: Sequence[str]) -> str:
+    """What the run trains on: images, boxes, boxes per class per split, and warnings (rare or absent classes).
+
+    The data sets need ``targets`` (a list of ``(boxes, labels)`` per image, as :class:`~detector.data.CocoDetection`
+    and :class:`~detector.data.HFParquetDetection` have); without it only the image counts are given.
+    """
+    lines, counts = [], {}
+    for split, dataset in (("train", train_set), ("val", val_set)):
+        targets = getattr(dataset, "targets", None)
+        if targets is None:
+            lines.append(f"{split}: {len(dataset)} images")
+            continue
+        counts[split] = Counter(int(label) for _, labels in targets for label in labels.tolist())
+        lines.append(f"{split}: {len(dataset)} images, {sum(counts[split].values())} boxes, "
+                     f"{sum(1 for _, labels in targets if len(labels) == 0)} without boxes")  # fmt: skip
+    if counts:
+        width = max(len("class"), *(len(name) for name in class_names))
+        lines.append(f"{'class':<{width}} " + " ".join(f"{split:>7}" for split in counts))
+        for label, name in enumerate(class_names):
+            lines.append(f"{name:<{width}} " + " ".join(f"{c[label]:>7}" for c in counts.values()))
+        for split, count in counts.items():
+            for label, name in enumerate(class_names):
+                if count[label] <= 1:
+                    lines.append(f"warning: class {name!r} has {count[label]} box(es) in the {split} split")
+    return "\n".join([f"data: {len(class_names)} classes", *lines])

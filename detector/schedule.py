@@ -3,14 +3,22 @@
 The factor multiplies each parameter group's base learning rate (``torch.optim.lr_scheduler.LambdaLR``)::
 
     step < W:      f = (step + 1) / W                                  (linear warmup, Goyal et al. 2017)
-    step >= W:     f = r + (1 - r) · ½ · (1 + cos(π · (step - W) / (T - W)))   (SGDR, Loshchilov & Hutter 2017)
+    step >= W:     f = r + (1 - r) · ½ · (1 + cos(π · (step - W) / (T - 1 - W)))   (SGDR, Loshchilov & Hutter 2017)
 
 with ``W`` warmup steps, ``T`` total steps and ``r = min_lr_ratio`` the floor reached at the last step.
+
+A time budget (:mod:`detector.budget`) may change ``T`` while the run goes: :meth:`WarmupCosine.replan` lays
+the rest of the curve anew *from the current step and factor*, so the learning rate stays continuous (no jump)
+and still reaches ``r`` at the new last step: a half-cosine from the current factor ``f_a`` at step ``a``,
+``f = r + (f_a - r) · ½ · (1 + cos(π · (step - a) / (T - 1 - a)))`` (before any re-plan, ``a = W`` and
+``f_a = 1``, the formula above). A re-plan during the warmup ramps linearly from the current factor to 1 over
+a warmup that is at most ``1 / MAX_WARMUP_FRACTION`` of the new plan.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +31,14 @@ MAX_WARMUP_FRACTION = 3  # a re-planned run warms up for at most a third of its 
 
 
 class WarmupCosine:
-    """The schedule as a picklable callable; ``LambdaLR`` stores its attributes in its ``state_dict``."""
+    """The schedule as a picklable callable; ``LambdaLR`` stores its attributes in its ``state_dict``.
+
+    Attributes:
+        total_steps: ``T``, the plan's length in optimiser steps (the factor is ``min_lr_ratio`` at ``T - 1``).
+        warmup_steps: ``W``. min_lr_ratio: ``r``.
+        warmup_from: ``(step, factor)`` where the linear warmup starts (``(0, 0.0)`` unless re-planned in it).
+        decay_from: ``(step, factor)`` where the cosine starts (``(W, 1.0)`` unless re-planned in it).
+    """
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> None:
         if total_steps < 1:
@@ -33,20 +48,40 @@ class WarmupCosine:
         self.total_steps = int(total_steps)
         self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps - 1))
         self.min_lr_ratio = float(min_lr_ratio)
+        self.warmup_from = (0, 0.0)
+        self.decay_from = (self.warmup_steps, 1.0)
 
-    def replan(self, total_steps: int) -> None:
-        """A shorter (or longer) plan mid-run: the cosine is re-laid to end at ``total_steps``, and the warmup
-        is kept to at most ``1 / MAX_WARMUP_FRACTION`` of the new plan so that the decay still happens."""
-        self.total_steps = max(1, int(total_steps))
-        self.warmup_steps = max(0, min(self.warmup_steps, self.total_steps // MAX_WARMUP_FRACTION))
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WarmupCosine:
+        """The schedule whose attributes are ``state`` (``vars()`` of one, e.g. from a checkpoint)."""
+        schedule = cls(state["total_steps"], state["warmup_steps"], state["min_lr_ratio"])
+        schedule.warmup_from = tuple(state.get("warmup_from", schedule.warmup_from))
+        schedule.decay_from = tuple(state.get("decay_from", schedule.decay_from))
+        return schedule
+
+    def replan(self, total_steps: int, step: int = 0) -> None:
+        """Make the plan ``total_steps`` long, from ``step`` (the next step to run; steps before it are done).
+
+        The plan never ends before ``step + 1``; the factor at ``step`` continues from the current curve.
+        """
+        total_steps = max(int(total_steps), step + 1)
+        if step < self.warmup_steps:  # still warming up: ramp from here to 1 over a warmup that fits
+            warmup = max(step + 1, min(self.warmup_steps, total_steps // MAX_WARMUP_FRACTION))
+            self.warmup_from = (step, step / self.warmup_steps)
+            self.warmup_steps = min(warmup, total_steps - 1) if total_steps > step + 1 else step + 1
+            self.decay_from = (self.warmup_steps, 1.0)
+        else:
+            self.decay_from = (step, self(step))
+        self.total_steps = total_steps
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        decay_steps = max(1, self.total_steps - 1 - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / decay_steps)
+            start, start_factor = self.warmup_from
+            return start_factor + (1.0 - start_factor) * (step + 1 - start) / (self.warmup_steps - start)
+        start, start_factor = self.decay_from
+        progress = min(1.0, (step - start) / max(1, self.total_steps - 1 - start))
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+        return self.min_lr_ratio + (start_factor - self.min_lr_ratio) * cosine
 
 
 def build_scheduler(

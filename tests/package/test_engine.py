@@ -124,8 +124,8 @@ def test_resume_at_epoch_boundary_is_exact(straight_run: Runner, tiny_root: Path
     first = Runner(config)
     original_end_epoch = first._end_epoch
 
-    def end_epoch_then_die(record):  # a kill right after epoch 1's last.pt was written
-        original_end_epoch(record)
+    def end_epoch_then_die():  # a kill right after epoch 1's last.pt was written
+        original_end_epoch()
         raise _StopAfterEpoch
 
     first._end_epoch = end_epoch_then_die
@@ -276,9 +276,9 @@ def test_no_weight_decay_on_norms_and_biases() -> None:
 
 
 def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16():
-    from detector.engine import _amp_dtype
+    from detector.device import amp_dtype
 
     cpu = torch.device("cpu")
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert _amp_dtype(cpu, enabled=True, cpu_bf16=True) == (torch.bfloat16 if native else None)
-    assert _amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
+    assert amp_dtype(cpu, enabled=True, cpu_bf16=True) == (torch.bfloat16 if native else None)
+    assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
