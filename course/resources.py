@@ -5,6 +5,8 @@ Learners on a GPU get bigger settings automatically (:func:`scaled`), never a di
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,16 +40,19 @@ def arena_dir() -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 # The course's trained detector (Chapters 8–10).
 #
-# Chapter 8 trains the demo model (the `arena_cpu` config: resnet18, 96-channel neck) with the package's Runner
-# for about 100 seconds on 2 CPU cores, on the course arena; Chapters 9 and 10 evaluate and dissect it. The run is
-# cached in data/course_detector.pt so that only the first notebook that needs it pays for the training. After so
-# few steps it is a weak model (it finds the large bodies, few heads) — which makes its errors worth studying.
-# A better model from `make train` (runs/*/best.pt) is preferred by trained_detector() when one exists.
+# Chapter 8 trains the demo model (the `arena_cpu` config) with the package's Runner within the budget
+# `train.max_minutes` of COURSE_TRAIN_OVERRIDES, on the course arena; Chapters 9 and 10 evaluate and dissect it.
+# The run is cached in data/course_detector.pt so that only the first notebook that needs it pays for the
+# training, and the cache is keyed by everything that shapes the model (recipe_key: the resolved config, the
+# course arena, the overrides, COURSE_DETECTOR_FORMAT), so changing any of them retrains it. After so few steps it
+# is a weak model (it finds the large bodies, few heads) — which makes its errors worth studying. A better model
+# from `make train` (runs/*/best.pt) is preferred by trained_detector() when one exists.
 
 COURSE_DETECTOR_FILE = DATA_DIR / "course_detector.pt"
 RUNS_DIR = DATA_DIR.parent / "runs"
-# Bump COURSE_DETECTOR_FORMAT when the recipe changes: cache files of another format are retrained.
-COURSE_DETECTOR_FORMAT = 1
+# Bump COURSE_DETECTOR_FORMAT when what the cache file holds, or how the run is made beyond its config (e.g. the
+# Runner subclass below), changes: cache files of another format are retrained. Config changes need no bump.
+COURSE_DETECTOR_FORMAT = 2
 # Train-config overrides of the course run. Warmup and EMA ramp are short because the whole run is ~100 steps;
 # max_minutes makes the Runner shrink its plan (and its cosine) to what fits on a slow or busy machine.
 COURSE_TRAIN_OVERRIDES = (
@@ -85,13 +90,14 @@ class CourseRun(NamedTuple):
     schedule: dict[str, Any]
 
 
-def course_training_config(out_dir: str | Path) -> Any:
-    """The course run's config: `arena_cpu` on the course arena, epochs (and batch on a GPU) from :func:`scaled`."""
+def course_training_config(out_dir: str | Path, data_root: str | Path | None = None) -> Any:
+    """The course run's config: `arena_cpu` on the course arena (``data_root``, default :func:`arena_dir`, which
+    generates it on first use), epochs from :func:`scaled`, checkpoints into ``out_dir``."""
     from detector.config import load_config
 
     overrides = [
         "name=course_detector",
-        f"data.root={arena_dir()}",
+        f"data.root={arena_dir() if data_root is None else data_root}",
         "data.arena=null",
         *COURSE_TRAIN_OVERRIDES,
         f"train.epochs={scaled(3, 12)}",
@@ -100,12 +106,19 @@ def course_training_config(out_dir: str | Path) -> Any:
     return load_config("arena_cpu", overrides)
 
 
+def recipe_key(config: Any) -> str:
+    """A hash of everything that shapes the course detector: the resolved ``config`` (model, loss, data, training;
+    without the folders, which differ between machines), the course arena, the overrides and the cache format."""
+    resolved = config.to_dict()
+    resolved["data"]["root"] = resolved["train"]["out_dir"] = None  # where, not what
+    recipe = {"format": COURSE_DETECTOR_FORMAT, "config": resolved, "arena": COURSE_ARENA,
+              "overrides": COURSE_TRAIN_OVERRIDES}  # fmt: skip
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _recipe() -> dict[str, Any]:
-    """What a cache file must match to be reused."""
-    # max_minutes is left out: a run that a slow machine cut short is still this recipe's (and is kept).
-    overrides = [o for o in COURSE_TRAIN_OVERRIDES if not o.startswith("train.max_minutes")]
-    return {"format": COURSE_DETECTOR_FORMAT, "overrides": overrides, "epochs": scaled(3, 12),
-            "arena": dict(COURSE_ARENA)}  # fmt: skip
+    """What a cache file must match to be reused: the format and the recipe key of today's course config."""
+    return {"format": COURSE_DETECTOR_FORMAT, "key": recipe_key(course_training_config(out_dir="."))}
 
 
 def _train_course_detector(path: Path) -> None:
@@ -133,7 +146,7 @@ def _train_course_detector(path: Path) -> None:
         runner.fit()
         seconds = time.monotonic() - start
     state = {
-        "recipe": _recipe(),
+        "recipe": {"format": COURSE_DETECTOR_FORMAT, "key": recipe_key(config)},
         "config": config.to_dict(),
         "class_names": runner.class_names,
         "model": runner.ema.module.state_dict(),  # the EMA weights, as detector.inference.load_detector expects
@@ -167,8 +180,8 @@ def _load_run(path: Path, source: str) -> CourseRun:
 def course_run(retrain: bool = False) -> CourseRun:
     """The course's short training run (Chapter 8), loaded from ``data/course_detector.pt`` or trained now.
 
-    A missing, unreadable, or stale cache file (another recipe, another model code) is (re)trained: about
-    100 seconds on 2 CPU cores; the file is written atomically.
+    A missing, unreadable, or stale cache file (another config, arena, override or format: :func:`recipe_key`;
+    another model code) is (re)trained within the run's ``train.max_minutes``; the file is written atomically.
     """
     path = COURSE_DETECTOR_FILE
     if not retrain and path.exists():
@@ -180,7 +193,8 @@ def course_run(retrain: bool = False) -> CourseRun:
             print(f"{path} was made by another recipe: retraining")
         except (ValueError, KeyError, RuntimeError, TypeError) as error:
             print(f"{path} is unusable ({type(error).__name__}: {str(error)[:200]}): retraining")
-    print("training the course detector with detector.engine.Runner (about 100 s on 2 CPU cores) ...")
+    budget = course_training_config(out_dir=".").train.max_minutes
+    print(f"training the course detector with detector.engine.Runner (train.max_minutes = {budget}) ...")
     _train_course_detector(path)
     return _load_run(path, "course run, trained now")
 
