@@ -8,6 +8,13 @@ Two assigners share one call signature and one result type, :class:`AssignResult
 - :class:`PerLevelAssigner`: the fixed FCOS rule (Tian et al. 2019) used by the first notebook
   implementation ("seed" recipe): every point inside a GT whose level's scale range fits the GT.
 
+Crowd regions (COCO ``iscrowd=1``) come in ``gt_labels`` as :data:`IGNORE_LABEL`: they get no positive point,
+and the points inside them that are positive for no real GT are flagged in ``ignore_mask`` so the losses
+leave them out of the negatives. This is COCO evaluation's view of a crowd box (an area where detections are
+neither right nor wrong) and Detectron's ``gt_classes = -1`` / mmdet's ``gt_bboxes_ignore`` convention;
+torchvision's and detectron2's reference training instead drop crowd boxes, which makes those points
+negatives.
+
 Axes are named everywhere: ``B`` images, ``M`` ground-truth boxes per image (padded, ``gt_mask`` says which
 are real), ``N`` points over all levels, ``C`` classes. The work is batched over ``[B, M, N]`` with no
 Python loop over GTs or points; it is split into chunks of images (and of GTs when one image alone is too
@@ -36,6 +43,8 @@ BYTES_PER_TRIPLE = 128
 # FCOS, Tian et al. 2019, Sec. 3.2: level l takes the GTs whose largest ltrb distance m_l satisfies
 # m_{l-1} < max(l, t, r, b) <= m_l with m_l = 8 · stride_l (64, 128, 256, 512 for strides 8..64).
 FCOS_RANGE_PER_STRIDE = 8.0
+# ``gt_labels`` value of a crowd (ignore) region; ``detector.data.pad_targets`` writes it for ``iscrowd=1`` boxes.
+IGNORE_LABEL = -1
 
 
 @dataclass
@@ -48,7 +57,9 @@ class AssignResult:
         scores: ``[B, N, C]`` float32 soft classification targets, non-zero only at a positive's class.
         fg_mask: ``[B, N]`` bool, True for positives.
         gt_index: ``[B, N]`` int64 index into the ``M`` axis of the assigned GT; ``-1`` for background.
-        num_unassigned_gts: 0-dim int64 tensor, real GTs (``gt_mask`` True) that got no positive point.
+        num_unassigned_gts: 0-dim int64 tensor, real non-crowd GTs (``gt_mask`` True) that got no positive point.
+        ignore_mask: ``[B, N]`` bool, True for background points strictly inside a crowd region
+            (:data:`IGNORE_LABEL`): neither positive nor negative. ``None`` means no point is ignored.
     """
 
     labels: Tensor
@@ -57,6 +68,7 @@ class AssignResult:
     fg_mask: Tensor
     gt_index: Tensor
     num_unassigned_gts: Tensor
+    ignore_mask: Tensor | None = None
 
 
 def _check_inputs(
@@ -78,6 +90,54 @@ def _check_inputs(
         raise ValueError(
             f"assigner: {batch} images of predictions but {batch_gt} of ground truth (gt_labels [B, M])"
         )
+
+
+def split_crowd(gt_labels: Tensor, gt_mask: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Check the labels of real GTs and separate the crowd regions.
+
+    Args:
+        gt_labels: ``[B, M]`` int, classes in ``[0, C)`` or :data:`IGNORE_LABEL` where ``gt_mask`` is True.
+        gt_mask: ``[B, M]`` bool, False for padding (any label there).
+
+    Returns:
+        ``labels [B, M]`` int64 (crowd and padding set to 0, safe to index with), ``object_mask [B, M]``
+        (real non-crowd GTs) and ``crowd_mask [B, M]``.
+
+    Raises:
+        ValueError: a real GT's label is outside ``[0, C)`` and is not :data:`IGNORE_LABEL` (a label from
+            another data set, or ``model.num_classes`` smaller than the data set's classes).
+    """
+    gt_labels = gt_labels.long()
+    crowd_mask = gt_mask & (gt_labels == IGNORE_LABEL)
+    object_mask = gt_mask & ~crowd_mask
+    bad = object_mask & ((gt_labels < 0) | (gt_labels >= num_classes))
+    if bad.any():
+        image, gt = bad.nonzero(as_tuple=True)
+        found = sorted(set(gt_labels[image, gt].tolist()))
+        raise ValueError(
+            f"assigner: ground-truth labels {found[:5]} (image {int(image[0])}, GT {int(gt[0])} first) are outside "
+            f"[0, num_classes={num_classes}); labels must be class indices (or IGNORE_LABEL={IGNORE_LABEL} for "
+            "a crowd region): check that the model's num_classes matches the data set's classes"
+        )
+    return torch.where(object_mask, gt_labels, 0), object_mask, crowd_mask
+
+
+def crowd_ignore_mask(
+    points: Tensor, gt_boxes: Tensor, crowd_mask: Tensor, fg_mask: Tensor, eps: float = 1e-9
+) -> Tensor | None:
+    """``[B, N]`` bool: background points strictly inside a crowd box; ``None`` when no image has a crowd.
+
+    Args:
+        points: ``[N, 2]``; gt_boxes: ``[B, M, 4]`` xyxy; crowd_mask: ``[B, M]``; fg_mask: ``[B, N]``.
+    """
+    num_crowd = int(crowd_mask.sum(dim=1).max()) if crowd_mask.numel() else 0
+    if num_crowd == 0:
+        return None
+    # Only the crowd GTs, moved to the front of each image: [B, K, N] work with K the most crowds per image.
+    order = crowd_mask.int().argsort(dim=1, descending=True, stable=True)[:, :num_crowd]  # [B, K]
+    crowd_boxes = gt_boxes.gather(1, order[..., None].expand(-1, -1, 4))
+    inside = candidate_mask(points, crowd_boxes, crowd_mask.gather(1, order), eps=eps).any(dim=1)  # [B, N]
+    return inside & ~fg_mask
 
 
 def candidate_mask(
@@ -197,7 +257,9 @@ class TaskAlignedAssigner:
        GT index). Unlike ultralytics' ``tal.py``, which takes the highest IoU over all GTs;
     5. soft target at the GT's class: ``t · max IoU / (max t + eps)``, maxima over that GT's positives
        (after rule 4); zero elsewhere;
-    6. no GT → all background; a real GT left without positives is counted in ``num_unassigned_gts``.
+    6. no GT → all background; a real GT left without positives is counted in ``num_unassigned_gts``;
+    7. crowd GTs (:data:`IGNORE_LABEL`) take no part in rules 1-6; background points strictly inside one are
+       flagged in ``ignore_mask``.
 
     Inputs may be float16/bfloat16; the assignment is computed in float32.
     """
@@ -246,14 +308,22 @@ class TaskAlignedAssigner:
 
         Returns:
             :class:`AssignResult` (float32 targets).
+
+        Raises:
+            ValueError: a real GT label outside ``[0, C)`` other than :data:`IGNORE_LABEL` (crowd).
         """
         _check_inputs(pred_scores, points, gt_labels, gt_boxes, gt_mask)
         batch, num_points, _ = pred_scores.shape
         num_gts = gt_labels.shape[1]
         if num_gts == 0 or num_points == 0:
             return _empty_result(batch, num_points, self.num_classes, pred_scores.device)
-        pred_scores, pred_boxes, points = pred_scores.float(), pred_boxes.float(), points.float()
-        gt_boxes, gt_labels = gt_boxes.float(), gt_labels.long().clamp(0, self.num_classes - 1)
+        gt_labels, gt_mask, crowd_mask = split_crowd(gt_labels, gt_mask, self.num_classes)
+        pred_scores, pred_boxes, points, gt_boxes = (
+            pred_scores.float(),
+            pred_boxes.float(),
+            points.float(),
+            gt_boxes.float(),
+        )
         images_per_chunk, gts_per_chunk = _chunk_sizes(batch, num_gts, num_points, self.memory_budget_mb)
         results = []
         for start in range(0, batch, images_per_chunk):
@@ -272,13 +342,13 @@ class TaskAlignedAssigner:
                     self.num_classes,
                 )
             )
-        if len(results) == 1:
-            return results[0]
-        merged = {
-            name: torch.cat([getattr(r, name) for r in results]) for name in ("labels", "boxes", "scores")
-        }
-        merged |= {name: torch.cat([getattr(r, name) for r in results]) for name in ("fg_mask", "gt_index")}
-        return AssignResult(**merged, num_unassigned_gts=sum(r.num_unassigned_gts for r in results))
+        names = ("labels", "boxes", "scores", "fg_mask", "gt_index")
+        merged = {name: torch.cat([getattr(r, name) for r in results]) for name in names}
+        return AssignResult(
+            **merged,
+            num_unassigned_gts=sum(r.num_unassigned_gts for r in results),
+            ignore_mask=crowd_ignore_mask(points, gt_boxes, crowd_mask, merged["fg_mask"], self.eps),
+        )
 
     def _assign_chunk(
         self,
@@ -414,7 +484,7 @@ class PerLevelAssigner:
         if num_gts == 0 or num_points == 0:
             return _empty_result(batch, num_points, self.num_classes, pred_scores.device)
         points, gt_boxes = points.float(), gt_boxes.float()
-        gt_labels = gt_labels.long().clamp(0, self.num_classes - 1)
+        gt_labels, gt_mask, crowd_mask = split_crowd(gt_labels, gt_mask, self.num_classes)
         lower, upper = fcos_scale_ranges(strides, self.range_per_stride)
         areas = (gt_boxes[..., 2:] - gt_boxes[..., :2]).prod(dim=-1)  # [B, M]
         images_per_chunk, _ = _chunk_sizes(batch, num_gts, num_points, self.memory_budget_mb)
@@ -432,7 +502,7 @@ class PerLevelAssigner:
             assigned = positives.any(dim=1)
             gt_index.append(torch.where(assigned, smallest_gt, -1))
         gt_index = torch.cat(gt_index)
-        return _finish(
+        result = _finish(
             gt_index,
             torch.ones(gt_index.shape, device=gt_index.device),
             gt_labels,
@@ -440,3 +510,5 @@ class PerLevelAssigner:
             gt_mask,
             self.num_classes,
         )
+        result.ignore_mask = crowd_ignore_mask(points, gt_boxes, crowd_mask, result.fg_mask, self.eps)
+        return result

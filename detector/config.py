@@ -87,6 +87,9 @@ class DataConfig:
     workers: int = field(default=2, metadata=bounds(low=0))
     hflip: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     color_jitter: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    # hf_parquet: names of categories 1..C (default: the file's Hugging Face metadata); coco: checked against
+    # the export's categories when given.
+    class_names: list[str] | None = None
     arena: ArenaConfig | None = None
 
 

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from detector.assigner import IGNORE_LABEL
+
 
 def collate(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[Tensor, list[dict[str, Any]]]:
     """``[(image [3, S, S], target), ...]`` → ``(images uint8 [B, 3, S, S], [target, ...])``.
@@ -33,9 +35,12 @@ def pad_targets(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pad per-image boxes to the largest count ``M`` in the batch.
 
+    A target's optional ``iscrowd [K]`` marks crowd regions (COCO ``iscrowd=1``): their label becomes
+    :data:`~detector.assigner.IGNORE_LABEL`, which the assigners treat as "neither positive nor negative".
+
     Returns:
         ``gt_labels int64 [B, M]`` (padding 0), ``gt_boxes float32 [B, M, 4]`` (xyxy, padding 0) and
-        ``gt_mask bool [B, M]`` (True for real boxes). ``M = 0`` when no image has a box.
+        ``gt_mask bool [B, M]`` (True for real boxes, crowd regions included). ``M = 0`` when no image has a box.
     """
     batch = len(targets)
     m = max((len(t["labels"]) for t in targets), default=0)
@@ -47,6 +52,9 @@ def pad_targets(
     for i, target in enumerate(targets):
         k = len(target["labels"])
         gt_labels[i, :k] = torch.as_tensor(target["labels"]).cpu()
+        if "iscrowd" in target:
+            crowd = torch.as_tensor(target["iscrowd"]).cpu().bool()
+            gt_labels[i, :k][crowd] = IGNORE_LABEL
         gt_boxes[i, :k] = torch.as_tensor(target["boxes"]).cpu().to(torch.float32)
         gt_mask[i, :k] = True
     return gt_labels.to(device), gt_boxes.to(device), gt_mask.to(device)

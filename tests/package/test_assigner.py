@@ -9,7 +9,13 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detector.assigner import BYTES_PER_TRIPLE, PerLevelAssigner, TaskAlignedAssigner, fcos_scale_ranges
+from detector.assigner import (
+    BYTES_PER_TRIPLE,
+    IGNORE_LABEL,
+    PerLevelAssigner,
+    TaskAlignedAssigner,
+    fcos_scale_ranges,
+)
 from detector.boxes import ltrb_to_xyxy, make_points
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,3 +314,37 @@ def test_per_level_ties_go_to_the_smallest_gt():
         PerLevelAssigner(2)(
             scores, boxes, points, torch.tensor([[0, 1]]), gt_boxes, torch.ones(1, 2, dtype=torch.bool)
         )
+
+
+@pytest.mark.parametrize("assigner", [TaskAlignedAssigner(3), PerLevelAssigner(3)], ids=["tal", "per_level"])
+@pytest.mark.parametrize("bad_label", [3, 7, -2])
+def test_labels_outside_the_classes_are_an_error_not_clamped(assigner, bad_label):
+    """A label >= C (a model built for fewer classes than the data) used to be clamped to C-1 silently."""
+    inputs = random_batch()
+    inputs["gt_mask"][1, 2] = True
+    inputs["gt_labels"][1, 2] = bad_label
+    with pytest.raises(
+        ValueError, match=rf"labels \[{bad_label}\].*outside \[0, num_classes=3\).*num_classes"
+    ):
+        assigner(**inputs)
+    inputs["gt_mask"][1, 2] = False  # the same value in a padded slot is fine
+    assigner(**inputs)
+
+
+@pytest.mark.parametrize("assigner", [TaskAlignedAssigner(3), PerLevelAssigner(3)], ids=["tal", "per_level"])
+def test_crowd_regions_get_no_positive_and_their_points_are_ignored(assigner):
+    """An ``iscrowd`` box (label IGNORE_LABEL): no point is assigned to it; the points inside it that no real
+    GT took are flagged in ``ignore_mask``; the real GTs' assignment is the one without the crowd box."""
+    inputs = random_batch(batch=2, image_size=128)
+    crowd_box = torch.tensor([10.0, 10.0, 70.0, 50.0])
+    with_crowd = dict(inputs)
+    with_crowd["gt_boxes"] = torch.cat((inputs["gt_boxes"], crowd_box.expand(2, 1, 4)), 1)
+    with_crowd["gt_labels"] = torch.cat((inputs["gt_labels"], torch.full((2, 1), IGNORE_LABEL)), 1)
+    with_crowd["gt_mask"] = torch.cat((inputs["gt_mask"], torch.tensor([[True], [False]])), 1)
+    result, reference = assigner(**with_crowd), assigner(**inputs)
+    assert_same(result, reference)  # the crowd GT (index 6) wins no point and is not "unassigned"
+    assert reference.ignore_mask is None
+    points = inputs["points"]
+    inside = (points > crowd_box[:2]).all(-1) & (points < crowd_box[2:]).all(-1)  # strictly inside
+    assert torch.equal(result.ignore_mask[0], inside & ~result.fg_mask[0])
+    assert result.ignore_mask[0].any() and not result.ignore_mask[1].any()  # image 1's crowd slot is padding

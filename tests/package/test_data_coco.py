@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 
 from detector.data import CocoDetection, eval_transforms
 from detector.data.coco import ANNOTATIONS_FILE, category_mapping
+from detector.errors import DataError
 
 CHESS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "chess-pieces"
 
@@ -99,16 +100,17 @@ def test_missing_image_file_names_the_file(tmp_path):
 def test_corrupt_image_names_the_file(tmp_path):
     folder = write_export(tmp_path, [image(0)], [])
     (folder / "img0_jpg.rf.abc0.png").write_bytes(b"\x89PNG not really an image")
-    ds = CocoDetection(folder)  # decoding is lazy
-    with pytest.raises(ValueError, match=r"img0_jpg\.rf\.abc0\.png.*cannot decode"):
-        ds[0]
+    with pytest.raises(DataError, match=r"img0_jpg\.rf\.abc0\.png \(image id 0\) is not a readable image"):
+        CocoDetection(folder)  # the header scan at construction finds it
 
 
 def test_size_differs_from_annotation(tmp_path):
     folder = write_export(tmp_path, [image(0)], [])
     Image.new("RGB", (20, 20)).save(folder / "img0_jpg.rf.abc0.png")
-    with pytest.raises(ValueError, match=r"decoded size .*\(20, 20\).*\(30, 40\)"):
-        CocoDetection(folder)[0]
+    with pytest.raises(
+        DataError, match=r"1 images differ in size.*image id 0: file \(20, 20\), record \(40, 30\)"
+    ):
+        CocoDetection(folder)
 
 
 @pytest.mark.parametrize(

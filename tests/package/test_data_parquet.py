@@ -13,7 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
+from detector.config import DataConfig
 from detector.data import ARENA_CLASSES, CocoDetection, HFParquetDetection, eval_transforms
+from detector.errors import DataError
+from detector.loaders import build_dataset
 
 SCHEMA = pa.schema(
     [
@@ -50,7 +53,28 @@ def png_bytes(width: int, height: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def write_parquet(path: Path, rows=ROWS, image_bytes=None) -> Path:
+HALO_CATEGORIES = ["halo-infinite-angel-videogame", *ARENA_CLASSES]  # category 0: Roboflow's placeholder
+
+
+def hf_metadata(names: list[str], nested: bool = True) -> dict[bytes, bytes]:
+    """The schema metadata the ``datasets`` library writes: ``objects`` as a sequence of structs (``datasets``
+    2.x/3.x, ``nested``) or as a struct of lists (``datasets`` 4.x), ``category`` a ``ClassLabel``."""
+    category = {"names": names, "_type": "ClassLabel"}
+    if nested:
+        objects = {
+            "feature": {"id": {"dtype": "int64", "_type": "Value"}, "category": category},
+            "_type": "Sequence",
+        }
+    else:
+        objects = {"id": {"feature": {"dtype": "int64", "_type": "Value"}, "_type": "List"},
+                   "category": {"feature": category, "_type": "List"}}  # fmt: skip
+    features = {"image_id": {"dtype": "int64", "_type": "Value"}, "objects": objects}
+    return {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+
+
+def write_parquet(
+    path: Path, rows=ROWS, image_bytes=None, metadata: dict[bytes, bytes] | None = None
+) -> Path:
     records = []
     for k, (image_id, width, height, objects) in enumerate(rows):
         data = png_bytes(width, height, k) if image_bytes is None else image_bytes
@@ -68,7 +92,8 @@ def write_parquet(path: Path, rows=ROWS, image_bytes=None) -> Path:
                 },
             }
         )
-    pq.write_table(pa.Table.from_pylist(records, schema=SCHEMA), path)
+    schema = SCHEMA.with_metadata(hf_metadata(HALO_CATEGORIES) if metadata is None else metadata)
+    pq.write_table(pa.Table.from_pylist(records, schema=schema), path)
     return path
 
 
@@ -136,3 +161,47 @@ def test_bad_input(tmp_path):
     )
     with pytest.raises(ValueError, match=r"bad.parquet: row 0 \(image_id 4\): cannot decode"):
         corrupt[0]
+
+
+@pytest.mark.parametrize("nested", [True, False], ids=["sequence_of_structs", "struct_of_lists"])
+def test_class_names_come_from_the_file_metadata(tmp_path, nested):
+    """A data set other than halo gets its own names (it used to get the halo names, or fail)."""
+    names = ["cells", "red blood cell", "white blood cell", "platelet", "other"]  # 0 is the placeholder
+    rows = [(1, 20, 20, [(5, [1, 1, 4, 4], 4), (6, [2, 2, 4, 4], 1)])]
+    path = write_parquet(tmp_path / "bccd.parquet", rows, metadata=hf_metadata(names, nested))
+    ds = HFParquetDetection(path)
+    assert ds.class_names == names[1:] and ds.num_classes == 4
+    assert [ds.class_names[label] for label in ds[0][1]["labels"]] == ["other", "red blood cell"]
+
+
+def test_class_names_argument_wins_and_no_names_is_an_error(tmp_path):
+    path = write_parquet(tmp_path / "plain.parquet", metadata={})
+    with pytest.raises(DataError, match=r"plain.parquet: no class names.*data.class_names"):
+        HFParquetDetection(path)
+    with pytest.warns(UserWarning):  # the rows' degenerate box
+        ds = HFParquetDetection(path, class_names=["a", "b", "c", "d"])
+    assert ds.class_names == ["a", "b", "c", "d"]
+
+
+def test_data_class_names_key_through_the_loader(tmp_path):
+    """``data.format: hf_parquet`` with ``data.class_names`` (a file without metadata) and a COCO export whose
+    names disagree with ``data.class_names`` (an error naming both)."""
+    root = tmp_path / "parquet"
+    root.mkdir()
+    write_parquet(root / "train.parquet", metadata={})
+    config = DataConfig(root=str(root), format="hf_parquet", class_names=["w", "x", "y", "z"])
+    with pytest.warns(UserWarning):
+        assert build_dataset(config, "train", train=False).class_names == ["w", "x", "y", "z"]
+    coco = tmp_path / "coco"
+    coco.mkdir()
+    with pytest.warns(UserWarning):
+        write_same_as_coco(coco / "valid")
+        with pytest.raises(DataError, match=r"data.class_names=\['w', 'x', 'y', 'z'\] but the export's"):
+            build_dataset(DataConfig(root=str(coco), class_names=["w", "x", "y", "z"]), "valid", train=False)
+
+
+def test_area_travels_and_iscrowd_is_zero(tmp_path):
+    with pytest.warns(UserWarning):
+        _, target = HFParquetDetection(write_parquet(tmp_path / "a.parquet"))[0]
+    assert target["area"].tolist() == [120.0, 4.0, 16.0]  # the file's areas (w·h before clipping)
+    assert target["iscrowd"].tolist() == [0, 0, 0]
