@@ -154,7 +154,7 @@ def _train_course_detector(path: Path) -> None:
         "history": runner.history,
         "step_log": runner.step_log,
         "seconds": seconds,
-        "schedule": vars(runner.scheduler.lr_lambdas[0]).copy(),  # WarmupCosine's plan, after any re-planning
+        "schedule": vars(runner.schedule).copy(),  # WarmupCosine's plan, after any re-planning
     }
     save_checkpoint(state, path)  # atomic: a temp file renamed over the target
 

@@ -500,10 +500,15 @@ for key in ("loss", "cls", "box", "obj"):
     ax_loss.plot(smooth(values), color=line.get_color(), lw=2 if key == "loss" else 1.2, label=key)
 ax_loss.set(yscale="log", xlabel="step", title="Training loss per component")
 ax_loss.legend()
-plan = run.schedule  # total_steps, warmup_steps, min_lr_ratio: the Runner's final plan
+initial = run.config.train  # the plan laid out at the start, with your warmup_cosine
+initial_total = initial.epochs * (COURSE_ARENA["n_train"] // run.config.data.batch_size)  # full batches only
+final = WarmupCosine.from_state(
+    run.schedule
+)  # the Runner's plan at the end, after any re-planning by the budget
 ax_lr.plot([entry["lr"] for entry in run_steps], lw=2, label="lr used")
-ax_lr.plot([run.config.train.lr * warmup_cosine(s, plan["total_steps"], plan["warmup_steps"], plan["min_lr_ratio"])
-            for s in range(plan["total_steps"])], ls=":", label="the plan (warmup_cosine)")  # fmt: skip
+ax_lr.plot([initial.lr * warmup_cosine(s, initial_total, initial.warmup_steps, initial.min_lr_ratio)
+            for s in range(initial_total)], ls=":", label="planned at the start (warmup_cosine)")  # fmt: skip
+ax_lr.plot([initial.lr * final(s) for s in range(final.total_steps)], ls="--", lw=1, label="the final plan")
 ax_lr.set(xlabel="step", title="Learning rate")
 ax_lr.legend()
 epochs = [record["epoch"] for record in run.history]
