@@ -79,10 +79,12 @@ def predict_batch(
 
 
 def _original_target(target: dict[str, Any]) -> dict[str, Tensor]:
-    """An eval target in original image coordinates, for COCO evaluation."""
+    """An eval target in original image coordinates, for COCO evaluation (``iscrowd``/``area`` kept if given)."""
+    kept = {key: target[key] for key in ("iscrowd", "area") if key in target}
     return {
         "boxes": unletterbox_boxes(target["boxes"].float(), **target["letterbox"]),
         "labels": target["labels"],
+        **kept,
     }
 
 

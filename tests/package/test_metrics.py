@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from detector.data import CocoDetection, eval_transforms
+from detector.inference import _original_target
 from detector.metrics import METRIC_KEYS, coco_evaluate, coco_map, per_class_ap
 
 pycocotools = pytest.importorskip("pycocotools")
@@ -241,3 +245,53 @@ def test_mismatched_lengths_name_the_problem() -> None:
         coco_map([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}], [empty()])
     with pytest.raises(ValueError, match="outside"):
         per_class_ap([empty()], [{"boxes": torch.zeros(1, 4), "labels": torch.tensor([5])}], num_classes=2)
+
+
+def test_export_with_crowds_and_areas_through_the_pipeline_matches_pycocotools(tmp_path) -> None:
+    """A COCO file with crowd boxes, ``area`` unlike the box area (so the size buckets differ from w·h),
+    non-contiguous category ids and arbitrary image ids: loaded by ``CocoDetection`` with the eval transforms,
+    mapped back by ``evaluate``'s target conversion and scored by ``coco_evaluate``, against pycocotools on the
+    file itself with ``loadRes`` of the same detections."""
+    images = [{"id": 10, "file_name": "a.png", "width": 64, "height": 32},
+              {"id": 20, "file_name": "b b.png", "width": 32, "height": 64}]  # fmt: skip
+    categories = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
+    # (image id, category id, [x, y, w, h], iscrowd, area): boxes of 100-400 px² with areas of all three sizes.
+    rows = [(10, 3, [2, 2, 12, 10], 0, 500.0), (10, 7, [30, 4, 20, 20], 0, 5000.0),
+            (10, 3, [20, 14, 40, 16], 1, 640.0), (20, 3, [4, 4, 20, 20], 0, 20000.0),
+            (20, 7, [2, 30, 28, 30], 1, 840.0), (20, 7, [8, 34, 10, 10], 0, 100.0)]  # fmt: skip
+    annotations = [dict(id=k + 1, image_id=i, category_id=c, bbox=b, iscrowd=z, area=a)
+                   for k, (i, c, b, z, a) in enumerate(rows)]  # fmt: skip
+    path = tmp_path / "_annotations.coco.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    for record in images:
+        Image.new("RGB", (record["width"], record["height"])).save(tmp_path / record["file_name"])
+    # (image id, category id, [x, y, w, h], score): hits, near misses, two detections on each crowd region.
+    detections = [(10, 3, [2, 3, 12, 9], 0.9), (10, 7, [31, 4, 19, 19], 0.8), (10, 3, [22, 15, 10, 12], 0.95),
+                  (10, 3, [40, 16, 12, 12], 0.7), (10, 7, [2, 2, 12, 10], 0.6), (20, 3, [5, 5, 18, 18], 0.5),
+                  (20, 7, [3, 32, 12, 12], 0.85), (20, 7, [14, 44, 12, 12], 0.75), (20, 7, [8, 33, 10, 11], 0.4),
+                  (20, 3, [30, 50, 2, 2], 0.3)]  # fmt: skip
+
+    dataset = CocoDetection(tmp_path, transforms=eval_transforms(128))
+    label_of = {category_id: label for label, category_id in enumerate(dataset.category_ids)}
+    targets = [_original_target(dataset[i][1]) for i in range(len(dataset))]
+    predictions = []
+    for record in images:
+        mine = [d for d in detections if d[0] == record["id"]]
+        boxes = torch.tensor([[x, y, x + w, y + h] for _, _, (x, y, w, h), _ in mine], dtype=torch.float32)
+        predictions.append({"boxes": boxes, "scores": torch.tensor([d[3] for d in mine]),
+                            "labels": torch.tensor([label_of[d[1]] for d in mine])})  # fmt: skip
+    got, _ = coco_evaluate(predictions, targets, num_classes=2)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(path))
+        results = [dict(image_id=i, category_id=c, bbox=b, score=s) for i, c, b, s in detections]
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(results), iouType="bbox")
+        evaluator.evaluate(), evaluator.accumulate(), evaluator.summarize()
+    expected = dict(zip(METRIC_KEYS, evaluator.stats.tolist(), strict=True))
+    assert min(expected[k] for k in ("map_small", "map_medium", "map_large")) >= 0  # every bucket has GT
+    for key in METRIC_KEYS:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), (
+            f"{key}: ours {got[key]}, pycocotools {expected[key]}"
+        )
+    without = coco_evaluate(predictions, [{k: t[k] for k in ("boxes", "labels")} for t in targets], 2)[0]
+    assert without["map"] != pytest.approx(got["map"])  # the crowd and area fields change the result
