@@ -29,12 +29,13 @@ from torch import Tensor
 from torchvision.ops import box_iou
 
 from course import arena_dir, check
+from course.reference import ch06 as reference
 from course.resources import scaled
-from detector.assigner import PerLevelAssigner, TaskAlignedAssigner
-from detector.assigner import _select_topk as package_select_topk_key
-from detector.assigner import candidate_mask as package_candidate_mask_batched
+from detector.config import load_config
+from detector.assigner import PerLevelAssigner, TaskAlignedAssigner, fcos_scale_ranges
 from detector.boxes import aligned_box_iou, make_points, xyxy_to_ltrb
-from detector.data import CocoDetection, eval_transforms, pad_targets
+from detector.data import CocoDetection, eval_transforms
+from detector.model import build_detector
 
 # TOOD, Feng et al. 2021, Sec. 3.2: 13 positives per GT, alpha = 1, beta = 6.
 TOPK = 13
@@ -42,20 +43,27 @@ ALPHA = 1.0
 BETA = 6.0
 # FCOS's centre sampling radius, in strides (Tian et al. 2019, FCOS v2; YOLOX uses 2.5).
 CENTER_RADIUS = 1.5
-STRIDES = (8, 16, 32)  # P3-P5, as in the package's model
-IMAGE_SIZE = 320
 NUM_CLASSES = 4
 GT_COLORS = plt.cm.tab20.colors
 
+# The model and loss of the shipped demo (`make train`): the chapter reads them, it does not retype them.
+demo = load_config("arena_cpu")
+level_strides = tuple(build_detector(demo.model, NUM_CLASSES).strides)
+image_size = demo.data.image_size
+print(f"demo config: strides {level_strides} at {image_size} px; assigner {demo.loss.assigner.kind!r} with "
+      f"topk={demo.loss.assigner.topk}, alpha={demo.loss.assigner.alpha:g}, beta={demo.loss.assigner.beta:g}; "
+      f"classification loss loss.cls={demo.loss.cls!r}")  # fmt: skip
+
 arena = arena_dir()
-train_set = CocoDetection(arena / "train", transforms=eval_transforms(IMAGE_SIZE))
+train_set = CocoDetection(arena / "train", transforms=eval_transforms(image_size))
 class_names = train_set.class_names
-image, target = train_set[2]  # a busy scene: 12 boxes, bodies with nested heads
+image, target = train_set[2]  # a busy scene: bodies with nested heads
 gt_boxes, gt_labels = target["boxes"], target["labels"]
-feature_sizes = [(IMAGE_SIZE // s, IMAGE_SIZE // s) for s in STRIDES]
-points, strides = make_points(feature_sizes, STRIDES)
+feature_sizes = [(image_size // s, image_size // s) for s in level_strides]
+points, strides = make_points(feature_sizes, level_strides)
 print(
-    f"{len(points)} points over {len(STRIDES)} levels; {len(gt_boxes)} GT boxes: {[class_names[i] for i in gt_labels]}"
+    f"{len(points)} points over {len(level_strides)} levels; {len(gt_boxes)} GT boxes: "
+    f"{[class_names[i] for i in gt_labels]}"
 )
 
 # %% [markdown]
@@ -66,7 +74,8 @@ print(
 # - a point is a **candidate** of a GT when it lies **inside** the box (its distances `l, t, r, b` to the four
 #   sides are all positive — Chapter 5's `xyxy_to_ltrb`);
 # - **scale ranges**: level $\ell$ only takes GTs whose largest distance $\max(l, t, r, b)$ falls in
-#   $(m_{\ell-1}, m_\ell]$ (64, 128, ∞ pixels for strides 8, 16, 32), so large objects go to coarse levels;
+#   $(m_{\ell-1}, m_\ell]$ with $m_\ell = 8 \cdot$ stride and the coarsest level unbounded (printed below for the
+#   demo's strides), so large objects go to coarse levels;
 # - **centre sampling** (FCOS v2, YOLOX): only points within `r · stride` of the GT's centre count, because
 #   points near a box's border see mostly background and predict poor boxes;
 # - a point inside two GTs goes to the **smaller** one.
@@ -103,11 +112,11 @@ def zoom_to(ax, box) -> None:
 scene = (
     0.0,
     float(gt_boxes[:, 1].min()) - 12,
-    float(IMAGE_SIZE),
+    float(image_size),
     float(gt_boxes[:, 3].max()) + 4,
 )  # the objects
 all_real = torch.ones(1, len(gt_boxes), dtype=torch.bool)
-inside_any = package_candidate_mask_batched(points, gt_boxes[None], all_real)[0].any(0)
+inside_any = reference.candidate_mask(points, strides, gt_boxes).any(0)
 no_predictions = (torch.zeros(1, len(points), NUM_CLASSES), torch.zeros(1, len(points), 4))
 fcos = PerLevelAssigner(NUM_CLASSES)(
     *no_predictions, points, gt_labels[None], gt_boxes[None], all_real, strides
@@ -135,11 +144,20 @@ show_assignment(
 )
 plt.tight_layout()
 plt.show()
-print("GTs without any positive (FCOS):", int(fcos.num_unassigned_gts), "of", len(gt_boxes))
+lower, upper = fcos_scale_ranges(torch.tensor(level_strides, dtype=torch.float32))
+print("FCOS scale ranges of max(l, t, r, b):", ", ".join(f"stride {s}: ({lo:g}, {up:g}] px"
+      for s, lo, up in zip(level_strides, lower.tolist(), upper.tolist(), strict=True)))  # fmt: skip
+no_point = ~reference.candidate_mask(points, strides, gt_boxes).any(1)  # [M]: GTs that hold no point at all
+sides = (gt_boxes[:, 2:] - gt_boxes[:, :2]).amin(1)
+print(f"GTs without any positive (FCOS): {int(fcos.num_unassigned_gts)} of {len(gt_boxes)}; GTs with no grid point "
+      f"inside at all: {int(no_point.sum())} (shortest side of the smallest GT: {sides.min():.1f} px, finest stride "
+      f"{level_strides[0]} px)")  # fmt: skip
 
 # %% [markdown]
-# Look at the small heads: a 6-pixel head often contains **no** stride-8 point at all, so no rule that starts
-# from "points inside the box" can give it a positive. The package counts such GTs (`num_unassigned_gts`) so
+# Look at the small heads. Points sit one stride apart, so a head whose side is shorter than the finest stride
+# may contain **no** point at all, and no rule that starts from "points inside the box" can give it a positive
+# (the line above counts them on this image). This is why the demo config's finest level is as fine as it is
+# (its reasons are in `detector/configs/arena_cpu.yaml`). The package counts such GTs (`num_unassigned_gts`) so
 # that training logs show the problem.
 #
 # ## 2. TOOD's idea: let the predictions vote
@@ -177,7 +195,7 @@ def candidate_mask(
     Returns:
         ``[M, N]`` bool, ``True`` where point ``n`` is a candidate of GT ``m``.
     """
-    ### BEGIN SOLUTION Exercise 6.1 · candidate_mask: ltrb of every point w.r.t. every GT ([M, N, 4]); inside when its min > eps; centre: max-norm distance < r · stride, combined with AND
+    ### BEGIN SOLUTION Exercise 6.1 · candidate_mask: points strictly inside each box, optionally near its centre
     # `ltrb[m, n]` holds the distances from point n to the four sides of GT m: [M, N, 4]
     ltrb = xyxy_to_ltrb(points[None, :, :], gt_boxes[:, None, :])
     inside = ltrb.amin(dim=-1) > eps  # [M, N]
@@ -190,24 +208,21 @@ def candidate_mask(
 
 
 # %%
-def package_candidate_mask(points, strides, gt_boxes, center_radius=None, eps=1e-9):
-    """The package's batched rule 1, with the exercise's one-image signature."""
-    real = torch.ones(1, len(gt_boxes), dtype=torch.bool)
-    return package_candidate_mask_batched(points, gt_boxes[None], real, strides, center_radius, eps)[0]
-
-
-candidate_mask = check("6.1", candidate_mask, fallback=package_candidate_mask)
+candidate_mask = check("6.1", candidate_mask, fallback=reference.candidate_mask)
 
 # %% [markdown]
 # ## 3. The alignment metric
 #
 # **Exercise 6.2** — `alignment_metric`: for every (GT, point) pair, the IoU between the point's predicted box
-# and the GT (pairwise: `torchvision.ops.box_iou` does exactly this for one image), the predicted probability of
-# **the GT's class** at that point, and $t = s^\alpha \cdot \mathrm{IoU}^\beta$.
+# and the GT, the predicted probability of **the GT's class** at that point, and
+# $t = s^\alpha \cdot \mathrm{IoU}^\beta$.
 #
-# The metric only *chooses* targets; it must not be trained. If gradients flow through it, the loss can lower
-# itself by changing which points are positive (e.g. by making every prediction worse so that nothing is
-# selected): compute it under `torch.no_grad()`.
+# The metric only *chooses* targets; it must not be trained. The soft targets of Section 6 are built from it:
+# if gradients flow through it, the loss can shrink by moving the *targets* towards the predictions instead of
+# the predictions towards the targets. Neither output may carry a gradient.
+#
+# (This course, like TOOD, uses the plain IoU here. YOLOv8's assigner uses CIoU in the metric, with
+# $\alpha = 0.5$, $\beta = 6$ and 10 positives per GT; Section 4 lists where the implementations differ.)
 
 
 # %%
@@ -231,7 +246,7 @@ def alignment_metric(
     Returns:
         ``metric [M, N]`` and ``iou [M, N]`` (IoU of GT ``m`` with point ``n``'s predicted box), no grad.
     """
-    ### BEGIN SOLUTION Exercise 6.2 · alignment_metric: under torch.no_grad(): iou = box_iou(gt_boxes, pred_boxes); s = pred_scores[:, gt_labels].T; t = s ** alpha * iou ** beta
+    ### BEGIN SOLUTION Exercise 6.2 · alignment_metric: class score and IoU, each to its power, without gradient
     with torch.no_grad():
         iou = box_iou(gt_boxes, pred_boxes).clamp(min=0)  # [M, N]
         class_prob = pred_scores[:, gt_labels].T  # [M, N]: probability of GT m's class at point n
@@ -240,24 +255,19 @@ def alignment_metric(
 
 
 # %%
-def package_alignment_metric(pred_scores, pred_boxes, gt_labels, gt_boxes, alpha=ALPHA, beta=BETA):
-    """The package's rule 2 (``aligned_box_iou`` broadcast over GTs × points), the exercise's signature."""
-    with torch.no_grad():
-        iou = aligned_box_iou(gt_boxes[:, None, :], pred_boxes[None, :, :])
-        return pred_scores[:, gt_labels].T.pow(alpha) * iou.pow(beta), iou
-
-
-alignment_metric = check("6.2", alignment_metric, fallback=package_alignment_metric)
+alignment_metric = check("6.2", alignment_metric, fallback=reference.alignment_metric)
 
 # %% [markdown]
 # What do $\alpha$ and $\beta$ do? Take three candidate points of one GT: *A* is confident but its box is poor,
-# *B* is in between, *C* draws an excellent box but is unsure of the class. The table gives $t$ for several
-# exponents, and which point wins.
+# *B* is in between, *C* draws an excellent box but is unsure of the class. **Predict** the winner under TOOD's
+# exponents (1, 6) and under swapped ones (6, 1) — $0.5^6$ and $0.95^6$ are all you need — then run the cell. It
+# gives $t$ for several exponents (YOLOv8's (0.5, 6) included) and which point wins.
 
 # %%
 candidates_table = {"A": (0.90, 0.50), "B": (0.50, 0.80), "C": (0.20, 0.95)}  # name: (score s, IoU)
 settings = {
     "TOOD (1, 6)": (1.0, 6.0),
+    "YOLOv8 (0.5, 6)": (0.5, 6.0),
     "swapped (6, 1)": (6.0, 1.0),
     "(1, 1)": (1.0, 1.0),
     "IoU only (0, 1)": (0.0, 1.0),
@@ -272,16 +282,34 @@ print(f"{'winner':20}" + "".join(f"{w:>18}" for w in winners.values()))
 # %% [markdown]
 # With $\beta = 6$ the IoU dominates: $0.5^6 \approx 0.016$ while $0.95^6 \approx 0.74$, so a point must draw a
 # good box to be chosen, and the score breaks ties among good boxes. **Swapping the exponents** (score to the
-# 6th power, IoU to the 1st) is a real bug seen in public re-implementations: it still trains, but the
-# positives become the points that are already *confident*, whatever their box — the classification branch
-# keeps rewarding itself and the box branch is trained on poor points. We will see its effect on the positives
-# in Section 8.
+# 6th power, IoU to the 1st) is an easy slip — the two exponents look alike in code — and a silent one: it still
+# trains, but the positives become the points that are already *confident*, whatever their box; the
+# classification branch keeps rewarding itself and the box branch is trained on poor points. We will see its
+# effect on the positives in Section 8.
 #
 # ## 4. Top-k per GT
 #
 # **Exercise 6.3** — `select_topk`: for each GT, its `topk` candidates with the largest metric are positive.
 # Only candidates compete (a point outside the GT can have a large IoU with it: its predicted box may reach
 # into the GT). A GT with fewer than `topk` candidates keeps **all** of them, even at $t = 0$.
+#
+# Implementations of TAL differ exactly here, and none of them is a mistake; they are conventions, and an
+# assigner ported from one library to another changes behaviour silently if you do not know them:
+#
+# - **This course and the package**: top-k among the candidates only, so a GT with at least `topk` candidates
+#   always gets exactly `topk` positives.
+# - **TOOD's own code (mmdetection's `TaskAlignedAssigner`)**: top-k over *all* points by $t$, then the chosen
+#   points whose centre is not inside the GT (or whose $t$ is 0) are dropped, so a GT can end with fewer than
+#   `topk` positives when outside points with well-aligned boxes take slots. TOOD also trains its first epochs
+#   with a fixed assigner (ATSS; 4 epochs in its configuration) before switching to TAL.
+# - **YOLOv8 (ultralytics)**: the metric is computed only inside the GT (0 elsewhere), top-k runs over all
+#   points and the non-candidates are dropped afterwards; with more than `topk` candidates of non-zero $t$ this
+#   equals our rule. Its constants differ: `topk = 10`, $\alpha = 0.5$, $\beta = 6$, CIoU instead of IoU.
+#
+# The package follows the TOOD paper's constants ($k = 13$, $\alpha = 1$, $\beta = 6$, Sec. 3.2) because the
+# chapter teaches the paper and its ablations were run with them; the candidates-only top-k makes the count of
+# positives per GT predictable, which you can test by hand. All of them are config keys
+# (`loss.assigner.topk`, `alpha`, `beta`), so YOLOv8's setting is one override away.
 
 
 # %%
@@ -296,7 +324,7 @@ def select_topk(metric: Tensor, candidates: Tensor, topk: int = TOPK) -> Tensor:
     Returns:
         ``[M, N]`` bool: for each GT its ``min(topk, #candidates)`` candidates with the largest ``t``.
     """
-    ### BEGIN SOLUTION Exercise 6.3 · select_topk: metric at candidates, -1 elsewhere; Tensor.topk(min(topk, N), dim=1).indices; scatter True; AND with the candidates
+    ### BEGIN SOLUTION Exercise 6.3 · select_topk: each box keeps its best-aligned candidates, only candidates
     key = torch.where(candidates, metric, -1.0)  # non-candidates rank below any candidate
     k = min(topk, metric.shape[1])
     best = key.topk(k, dim=1).indices  # [M, k]
@@ -306,21 +334,19 @@ def select_topk(metric: Tensor, candidates: Tensor, topk: int = TOPK) -> Tensor:
 
 
 # %%
-def package_select_topk(metric, candidates, topk=TOPK):
-    """The package's rule 3 (``_select_topk`` on ``t`` at candidates, ``-1`` elsewhere), one image."""
-    return package_select_topk_key(torch.where(candidates, metric, -1.0)[None], topk)[0]
-
-
-select_topk = check("6.3", select_topk, fallback=package_select_topk)
+select_topk = check("6.3", select_topk, fallback=reference.select_topk)
 
 # %% [markdown]
 # ## 5. Conflicts: one point, several GTs
 #
 # A point inside a head is also inside its body, and both GTs may select it. A point can predict only one box,
-# so it must go to one GT. TOOD's rule: the GT **among those that selected it** with the highest IoU with
-# the point's predicted box (the box the point draws says which object it is looking at). Two classic
-# mistakes: deciding by the metric (which mixes in the class score of a *different* class for each GT), and
-# taking the highest IoU over *all* GTs, including ones that did not select the point.
+# so it must go to one GT. TOOD's rule, which this course follows: the GT **among those that selected it** with
+# the highest IoU with the point's predicted box (the box the point draws says which object it is looking at).
+# Other libraries choose differently: YOLOv8 takes the highest (CIoU) overlap over every GT that *contains* the
+# point, and PP-YOLOE the highest IoU over all GTs of the image, so there a point may end up with a GT that did
+# not select it (the package's docstring names this difference). Deciding by the metric instead would mix in
+# the class score of a *different* class for each GT — no implementation we know of does that, and the test
+# below tells it apart.
 #
 # **Exercise 6.4** — `resolve_conflicts`: the index of each point's GT, `-1` for background.
 
@@ -338,7 +364,7 @@ def resolve_conflicts(positives: Tensor, metric: Tensor, iou: Tensor) -> Tensor:
         ``gt_index [N]`` int64: the GT with the highest IoU among those for which the point is positive (the
         lower index on exact ties), ``-1`` for a point positive for none. Works for ``M = 0``.
     """
-    ### BEGIN SOLUTION Exercise 6.4 · resolve_conflicts: IoU where positive, -1 elsewhere; argmax over the GT axis; -1 where the point is positive for no GT (M = 0 too)
+    ### BEGIN SOLUTION Exercise 6.4 · resolve_conflicts: a shared point goes to its selecting box of highest IoU
     num_gts, num_points = positives.shape
     if num_gts == 0:
         return torch.full((num_points,), -1, dtype=torch.int64)
@@ -348,14 +374,7 @@ def resolve_conflicts(positives: Tensor, metric: Tensor, iou: Tensor) -> Tensor:
 
 
 # %%
-def package_resolve_conflicts(positives, metric, iou):
-    """The package's rule 4 in dense form, the exercise's signature."""
-    if positives.shape[0] == 0:
-        return torch.full((positives.shape[1],), -1, dtype=torch.int64)
-    return torch.where(positives.any(0), torch.where(positives, iou, -1.0).argmax(0), -1)
-
-
-resolve_conflicts = check("6.4", resolve_conflicts, fallback=package_resolve_conflicts)
+resolve_conflicts = check("6.4", resolve_conflicts, fallback=reference.resolve_conflicts)
 
 # %% [markdown]
 # ## 6. Soft targets
@@ -370,6 +389,34 @@ resolve_conflicts = check("6.4", resolve_conflicts, fallback=package_resolve_con
 # the normalisation, raw $t$ values are tiny early in training ($0.3 \cdot 0.4^6 \approx 10^{-3}$) and the
 # classifier would learn to say "nothing" everywhere.
 #
+# **Predict, then run.** One GT of class 1 (of 3) has two final positives: point 0 with $t = 0.2$ and IoU 0.5,
+# point 1 with $t = 0.1$ and IoU 0.9; point 2 is background. Which point gets the larger target, and what are
+# the two targets? (Careful: the best-aligned point does not get *its own* IoU.) The cell computes them with the
+# package's rule.
+
+# %%
+toy_targets = reference.soft_targets(
+    gt_index=torch.tensor([0, 0, -1]),
+    metric=torch.tensor([[0.2, 0.1, 0.0]]),
+    iou=torch.tensor([[0.5, 0.9, 0.3]]),
+    gt_labels=torch.tensor([1]),
+    num_classes=3,
+)
+print(toy_targets)
+
+# %% [markdown]
+# Point 0 has the larger $t$, so it gets the GT's best IoU, $0.2 \cdot 0.9 / 0.2 = 0.9$, although its own box has
+# IoU 0.5; point 1 gets half of that, $0.45$, although its box is the better one. The targets rank the positives
+# by *alignment* and put the scale on the IoU axis.
+#
+# These targets are only as good as the loss that teaches them: a classification loss whose minimum is not at
+# the target learns another number (Chapter 7 measures it for the focal loss). The package's classification loss
+# is the config key `loss.cls`:
+
+# %%
+print(f"the demo config trains the classifier towards these soft targets with loss.cls = {demo.loss.cls!r}")
+
+# %% [markdown]
 # **Exercise 6.5** — `soft_targets`: the `[N, C]` target scores, non-zero only at a positive's GT class.
 
 
@@ -390,7 +437,7 @@ def soft_targets(
         ``[N, C]`` float: ``t · max IoU / (max t + eps)`` at the GT's class of each positive (maxima over that
         GT's final positives), 0 elsewhere and for background.
     """
-    ### BEGIN SOLUTION Exercise 6.5 · soft_targets: mask metric and IoU to each GT's final positives (gt_index == m); per-GT maxima over points; t · max_iou / (max_t + eps) at column gt_labels[m]
+    ### BEGIN SOLUTION Exercise 6.5 · soft_targets: alignment rescaled per box onto its best IoU, at its class
     num_gts, num_points = metric.shape
     is_final = (
         gt_index[None, :] == torch.arange(num_gts)[:, None]
@@ -409,18 +456,7 @@ def soft_targets(
 
 
 # %%
-def package_soft_targets(gt_index, metric, iou, gt_labels, num_classes, eps=1e-9):
-    """The package's rule 5 in dense form, the exercise's signature."""
-    final = gt_index[None] == torch.arange(metric.shape[0])[:, None]
-    t, u = metric * final, iou * final
-    score = (t * u.amax(1, keepdim=True) / (t.amax(1, keepdim=True) + eps)).sum(0)
-    out = torch.zeros(len(gt_index), num_classes)
-    fg = gt_index >= 0
-    out[fg, gt_labels[gt_index[fg]]] = score[fg]
-    return out
-
-
-soft_targets = check("6.5", soft_targets, fallback=package_soft_targets)
+soft_targets = check("6.5", soft_targets, fallback=reference.soft_targets)
 
 # %% [markdown]
 # ## 7. The whole assigner, for one image
@@ -453,7 +489,7 @@ def assign_image(
     Returns:
         ``{"labels": [N] int64, "boxes": [N, 4], "scores": [N, C], "fg_mask": [N] bool, "gt_index": [N] int64}``.
     """
-    ### BEGIN SOLUTION Exercise 6.6 · assign_image: candidate_mask → alignment_metric → select_topk → resolve_conflicts → soft_targets; gather labels and boxes through gt_index
+    ### BEGIN SOLUTION Exercise 6.6 · assign_image: the five rules in order, then each point's targets gathered
     candidates = candidate_mask(points, strides, gt_boxes, center_radius)
     metric, iou = alignment_metric(pred_scores, pred_boxes, gt_labels, gt_boxes, alpha, beta)
     positives = select_topk(metric, candidates, topk)
@@ -469,20 +505,7 @@ def assign_image(
 
 
 # %%
-def package_assign_image(pred_scores, pred_boxes, points, strides, gt_labels, gt_boxes, num_classes,
-                         topk=TOPK, alpha=ALPHA, beta=BETA, center_radius=None):  # fmt: skip
-    """The package's batched assigner on a batch of one image, the exercise's signature."""
-    assigner = TaskAlignedAssigner(
-        num_classes, topk=topk, alpha=alpha, beta=beta, center_radius=center_radius
-    )
-    real = torch.ones(1, len(gt_labels), dtype=torch.bool)
-    out = assigner(
-        pred_scores[None], pred_boxes[None], points, gt_labels[None], gt_boxes[None], real, strides
-    )
-    return {name: getattr(out, name)[0] for name in ("labels", "boxes", "scores", "fg_mask", "gt_index")}
-
-
-assign_image = check("6.6", assign_image, fallback=package_assign_image)
+assign_image = check("6.6", assign_image, fallback=reference.assign_image)
 
 # %% [markdown]
 # ## 8. Watching the assigner work
@@ -502,7 +525,7 @@ def synthetic_predictions(progress: float, seed: int = 0) -> tuple[Tensor, Tenso
     noise = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
     random_ltrb = strides[:, None] * torch.empty(len(points), 4).uniform_(0.5, 4.0, generator=generator)
     areas = (gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(-1)
-    inside = package_candidate_mask(points, strides, gt_boxes)  # [M, N]
+    inside = reference.candidate_mask(points, strides, gt_boxes)  # [M, N]
     owner = torch.where(inside, areas[:, None], torch.inf).argmin(0)  # smallest GT holding the point
     has_owner = inside.any(0)
     target_ltrb = xyxy_to_ltrb(points, gt_boxes[owner]).clamp(min=0)
@@ -518,12 +541,12 @@ def synthetic_predictions(progress: float, seed: int = 0) -> tuple[Tensor, Tenso
     logits = -4.6 + 0.5 * noise(len(points), NUM_CLASSES)  # prior 0.01 everywhere ...
     own_logit = -4.6 + progress * (7.0 - 2.5 * off_part) + 0.5 * noise(len(points))
     logits[has_owner, gt_labels[owner][has_owner]] = own_logit[has_owner]  # ... rising for the object's class
-    return logits.sigmoid(), torch.cat((points - ltrb[:, :2], points + ltrb[:, 2:]), -1).clamp(0, IMAGE_SIZE)
+    return logits.sigmoid(), torch.cat((points - ltrb[:, :2], points + ltrb[:, 2:]), -1).clamp(0, image_size)
 
 
 pred_scores, pred_boxes = synthetic_predictions(0.5)
 metric, iou = alignment_metric(pred_scores, pred_boxes, gt_labels, gt_boxes)
-level0 = strides == STRIDES[0]
+level0 = strides == level_strides[0]
 big = int((gt_boxes[:, 2:] - gt_boxes[:, :2]).prod(-1).argmax())  # the largest GT
 fig, axes = plt.subplots(1, 4, figsize=(15, 4))
 x1, y1, x2, y2 = gt_boxes[big].tolist()
@@ -537,7 +560,7 @@ for ax, (title, values) in zip(axes, panels.items(), strict=True):
     heat = values[level0].reshape(feature_sizes[0])
     ax.imshow(image.permute(1, 2, 0))
     ax.imshow(
-        heat / heat.max().clamp(min=1e-12), extent=(0, IMAGE_SIZE, IMAGE_SIZE, 0), cmap="magma", alpha=0.7
+        heat / heat.max().clamp(min=1e-12), extent=(0, image_size, image_size, 0), cmap="magma", alpha=0.7
     )
     ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="cyan", lw=1.5))
     ax.set_xlim(x1 - 40, x2 + 40)
@@ -575,7 +598,7 @@ plt.show()
 
 # %% [markdown]
 # And over "training": the same image at four stages of the fake detector, zoomed on the two largest figures
-# (small GTs have fewer than 13 candidates, so all of them are positive at every stage). Early on, with random
+# (small GTs have fewer than `topk` candidates, so all of them are positive at every stage). Early on, with random
 # boxes, the positives are scattered (any point whose random box happens to fit); as the predictions improve
 # they gather where the network draws the box well — near the centres — and their soft targets grow. (The
 # titles give the mean soft target of all positives, and the positives' mean distance from their GT's centre for
@@ -608,65 +631,15 @@ plt.show()
 # %% [markdown]
 # ## 9. Batched, and a race against the package
 #
-# `assign_image` loops over images; fine for understanding, slow for training. The batched version does the
-# same on `[B, M, N]` tensors (images × GTs × points) with padded GTs masked out by `gt_mask`. Every rule
-# becomes one tensor operation over the last axis (points) or the middle one (GTs):
+# `assign_image` loops over images; fine for understanding, slow for training. A batched version does the
+# same on `[B, M, N]` tensors (images × GTs × points) with padded GTs masked out by `gt_mask`: every rule
+# becomes one tensor operation over the last axis (points: rules 1, 2, 3, 5) or the middle one (GTs: rule 4).
+# Once your six exercises pass, read `assign_batched` in `course/reference/ch06.py`: it is your `assign_image`
+# written that way. Below, the loop over your `assign_image`, that dense batched version and the package's
+# assigner must agree exactly on a random batch.
 
 
 # %%
-def assign_batched(pred_scores, pred_boxes, points, strides, gt_labels, gt_boxes, gt_mask, num_classes,
-                   topk=TOPK, alpha=ALPHA, beta=BETA, center_radius=None, eps=1e-9):  # fmt: skip
-    """Rules 1-5 on ``[B, M, N]`` at once. Inputs as the package's assigner; returns the same dict as
-    :func:`assign_image` with a leading ``B`` axis."""
-    batch, num_points, _ = pred_scores.shape
-    num_gts = gt_labels.shape[1]
-    if num_gts == 0:
-        return empty_assignment(batch, num_points, num_classes)
-    # rule 1: [B, M, N, 4] distances to the sides → [B, M, N] candidates of real GTs
-    ltrb = xyxy_to_ltrb(points[None, None], gt_boxes[:, :, None, :])
-    candidates = (ltrb.amin(-1) > eps) & gt_mask[:, :, None]
-    if center_radius is not None:
-        centres = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2
-        candidates &= (points[None, None] - centres[:, :, None]).abs().amax(-1) < center_radius * strides
-    # rule 2: IoU [B, M, N] and the probability of each GT's class at each point, gathered to [B, M, N]
-    iou = aligned_box_iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :])
-    labels_safe = gt_labels.clamp(0, num_classes - 1)  # padded GTs may hold any label
-    class_prob = pred_scores.gather(2, labels_safe[:, None, :].expand(-1, num_points, -1)).transpose(1, 2)
-    metric = class_prob.pow(alpha) * iou.pow(beta)
-    # rule 3: top-k along the points axis
-    key = torch.where(candidates, metric, -1.0)
-    best = key.topk(min(topk, num_points), dim=2).indices
-    positives = torch.zeros_like(candidates).scatter_(2, best, True) & candidates
-    # rule 4: along the GT axis
-    best_gt = torch.where(positives, iou, -1.0).argmax(1)  # [B, N]
-    fg_mask = positives.any(1)
-    final = positives & (torch.arange(num_gts)[None, :, None] == best_gt[:, None, :])
-    # rule 5: per-GT maxima along the points axis
-    t, u = metric * final, iou * final
-    point_score = (t * u.amax(2, keepdim=True) / (t.amax(2, keepdim=True) + eps)).sum(1)  # [B, N]
-    labels = torch.where(fg_mask, gt_labels.gather(1, best_gt), num_classes)
-    boxes = gt_boxes.gather(1, best_gt[..., None].expand(-1, -1, 4)) * fg_mask[..., None]
-    scores = torch.zeros(batch, num_points, num_classes + 1)
-    scores.scatter_(2, labels[..., None], (point_score * fg_mask)[..., None])
-    gt_index = torch.where(fg_mask, best_gt, -1)
-    return {
-        "labels": labels,
-        "boxes": boxes,
-        "scores": scores[..., :num_classes],
-        "fg_mask": fg_mask,
-        "gt_index": gt_index,
-    }
-
-
-def empty_assignment(batch, num_points, num_classes):
-    """All background (no GT in the batch)."""
-    return {
-        "labels": torch.full((batch, num_points), num_classes), "boxes": torch.zeros(batch, num_points, 4),
-        "scores": torch.zeros(batch, num_points, num_classes), "fg_mask": torch.zeros(batch, num_points, dtype=torch.bool),
-        "gt_index": torch.full((batch, num_points), -1),
-    }  # fmt: skip
-
-
 def assign_loop(
     pred_scores, pred_boxes, points, strides, gt_labels, gt_boxes, gt_mask, num_classes, **options
 ):
@@ -688,8 +661,8 @@ def assign_loop(
 def random_batch(batch: int, image_size: int, num_gts: int, seed: int = 0):
     """A random batch: predictions near random GTs, a random number of real GTs per image (padded)."""
     generator = torch.Generator().manual_seed(seed)
-    sizes = [(image_size // s, image_size // s) for s in STRIDES]
-    pts, strd = make_points(sizes, STRIDES)
+    sizes = [(image_size // s, image_size // s) for s in level_strides]
+    pts, strd = make_points(sizes, level_strides)
     centres = torch.rand(batch, num_gts, 2, generator=generator) * image_size
     half = torch.rand(batch, num_gts, 2, generator=generator) * image_size / 6 + 4
     boxes = torch.cat((centres - half, centres + half), -1).clamp(0, image_size)
@@ -702,17 +675,20 @@ def random_batch(batch: int, image_size: int, num_gts: int, seed: int = 0):
 
 
 batch_inputs = random_batch(4, 256, 12)
-package_out = TaskAlignedAssigner(NUM_CLASSES)(
+assigner_out = TaskAlignedAssigner(NUM_CLASSES)(
     *batch_inputs[:2], batch_inputs[2], *batch_inputs[4:], batch_inputs[3]
 )
-for name, implementation in (("loop over assign_image", assign_loop), ("batched", assign_batched)):
+for name, implementation in (
+    ("loop over assign_image", assign_loop),
+    ("dense batched", reference.assign_batched),
+):
     ours = implementation(*batch_inputs, NUM_CLASSES)
-    same = all(torch.equal(ours[k], getattr(package_out, k)) for k in ("labels", "fg_mask", "gt_index"))
-    same &= torch.allclose(ours["boxes"], package_out.boxes) and torch.allclose(
-        ours["scores"], package_out.scores, atol=1e-6
+    same = all(torch.equal(ours[k], getattr(assigner_out, k)) for k in ("labels", "fg_mask", "gt_index"))
+    same &= torch.allclose(ours["boxes"], assigner_out.boxes) and torch.allclose(
+        ours["scores"], assigner_out.scores, atol=1e-6
     )
     print(
-        f"{name:24} equal to the package's TaskAlignedAssigner: {same}  ({int(package_out.fg_mask.sum())} positives)"
+        f"{name:24} equal to the package's TaskAlignedAssigner: {same}  ({int(assigner_out.fg_mask.sum())} positives)"
     )
 
 # %% [markdown]
@@ -732,24 +708,24 @@ def best_time(fn, repeats=5):
     return 1000 * min(times)
 
 
-package_tal = TaskAlignedAssigner(NUM_CLASSES)
+assigner = TaskAlignedAssigner(NUM_CLASSES)
 print(f"{'batch':>22}{'loop (ms)':>12}{'batched (ms)':>14}{'package (ms)':>14}")
 for batch, size, num_gts in ((8, 320, 20), (scaled(4, 16), 640, 30)):
     inputs = random_batch(batch, size, num_gts, seed=1)
-    package_args = (*inputs[:3], *inputs[4:], inputs[3])
+    assigner_args = (*inputs[:3], *inputs[4:], inputs[3])
     with torch.no_grad():
         row = [
             best_time(lambda f=f, inputs=inputs: f(*inputs, NUM_CLASSES))
-            for f in (assign_loop, assign_batched)
+            for f in (assign_loop, reference.assign_batched)
         ]
-        row.append(best_time(lambda args=package_args: package_tal(*args)))
+        row.append(best_time(lambda args=assigner_args: assigner(*args)))
     label = f"B={batch}, {size} px, M={num_gts}"
     print(f"{label:>22}" + "".join(f"{v:>13.1f} " for v in row))
 
 # %% [markdown]
 # ## What the package does differently
 #
-# - `detector.assigner.TaskAlignedAssigner` is batched like `assign_batched` but never builds a `[B, M, N, 4]`
+# - `detector.assigner.TaskAlignedAssigner` is batched like the dense version but never builds a `[B, M, N, 4]`
 #   tensor: it compares the four sides one at a time, computes IoU and metric **only at candidate triples**
 #   (a small fraction of `B·M·N`), and runs rules 4–5 on the list of at most `B·M·topk` positives. It splits the
 #   batch into chunks of images (and of GTs) so that a 640-px image with 300 GTs stays under
@@ -761,6 +737,8 @@ for batch, size, num_gts in ((8, 320, 20), (scaled(4, 16), 640, 30)):
 #   heads with no point inside are the usual culprits.
 # - `PerLevelAssigner` (the FCOS rule) has the same call signature, so Chapter 7 can swap assigners in an
 #   ablation.
+# - It has no fixed-assigner warm-up: TAL chooses the positives from the first step (TOOD's configuration starts
+#   with 4 epochs of ATSS; see the open questions).
 #
 # ## Summary
 #
@@ -772,9 +750,31 @@ for batch, size, num_gts in ((8, 320, 20), (scaled(4, 16), 640, 30)):
 #
 # ## Open questions
 #
-# 1. A 5-pixel head contains no stride-8 point. Which changes would give it a positive — centre sampling with a
-#    larger radius, a stride-4 level, or allowing points *near* the box? What does each cost?
-# 2. Early in training all predicted boxes are poor and $t$ is nearly random among candidates. Some detectors
-#    use a fixed assigner for the first epochs (PP-YOLOE's ATSS warm-up). Why might that help?
-# 3. TOOD uses the same $t$ to select positives and to build their soft targets. What would go wrong if the
-#    soft targets were plain IoU instead?
+# 1. A head smaller than the finest stride may contain no grid point. Which changes would give it a positive —
+#    centre sampling with a larger radius, a finer level, or allowing points *near* the box? What does each
+#    cost?
+# 2. Early in training all predicted boxes are poor and $t$ is nearly random among candidates. TOOD's own
+#    configuration trains its first epochs with a fixed assigner (ATSS) before switching to TAL. Why might that
+#    help, and why can the package do without it?
+# 3. TOOD uses the same $t$ to select positives and to build their soft targets. What would change if the
+#    soft targets were the plain IoU of each positive's box instead?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answers.**
+#
+# 1. Centre sampling cannot help: it only *removes* candidates (Exercise 6.1), whatever its radius. A finer
+#    level (halving the stride) puts four times as many points on that level, so even tiny boxes hold one; it
+#    costs compute and memory in the neck and head (the finest level dominates the point count) and more
+#    candidates per large GT. Allowing points *near* the box (e.g. a margin around it) gives tiny boxes
+#    positives at no compute cost, but those points lie outside the box: their `l, t, r, b` targets have a
+#    negative side, which the positive-distance decoding of Chapter 5 cannot express, and they see mostly
+#    background.
+# 2. With random boxes, $t$ ranks candidates by noise, so the positives — and hence the soft targets and the
+#    box loss — change from step to step; a fixed geometric rule gives stable positives while the network is
+#    still learning what an object looks like. The package trains with TAL from the first step (the ablation of
+#    Chapter 7 does too); whether a warm-up would help on the arena is an experiment you can run by starting
+#    with `PerLevelAssigner` and switching.
+# 3. Plain IoU targets (VarifocalNet's IoU-aware score is of this kind) ignore the class score: the classifier
+#    then learns box quality only. TAL's normalised $t$ keeps the GT's best IoU as the scale but ranks the
+#    positives by the same joint alignment that selected them, so selection and target agree: a point chosen
+#    for being well aligned is also the one taught the highest score.

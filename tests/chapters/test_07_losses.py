@@ -9,7 +9,7 @@ from torchvision.ops import box_iou, distance_box_iou_loss, generalized_box_iou_
 from course.checks import exercise, expect, expect_close, expect_shape
 from detector.boxes import ltrb_to_xyxy, make_points
 from detector.config import LossConfig
-from detector.losses import DetectionLoss
+from detector.losses import DetectionLoss, quality_focal_loss
 from detector.model import DetectorOutput
 
 CHAPTER = "07_losses"
@@ -72,7 +72,73 @@ def test_focal_reductions_and_gamma_zero(impl):
                  atol=TOL)  # fmt: skip
 
 
-# Exercises 7.2-7.4 · IoU family ----------------------------------------------------------------------------
+# Exercise 7.2 · quality_focal_loss_ -------------------------------------------------------------------------
+@exercise("7.2")
+def test_qfl_matches_the_package(impl):
+    logits, hard, soft = _focal_inputs(2)
+    got = impl.quality_focal_loss_(logits, soft)
+    expect_shape(got, (6, 5), "QFL with reduction='none'", hint="elementwise: one loss per logit")
+    prob = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")
+    expect(
+        not torch.allclose(got, ce, atol=TOL),
+        "this is plain BCE: multiply by the modulating factor |t - p|^β",
+    )
+    p_t = prob * soft + (1 - prob) * (1 - soft)
+    expect(not torch.allclose(got, ce * (1 - p_t) ** 2, atol=TOL),
+           "this is the focal loss's factor (1 - p_t)^γ; QFL's factor is the distance to the soft target, "
+           "|t - p|^β, which vanishes at p = t")  # fmt: skip
+    ce_hard = F.binary_cross_entropy_with_logits(logits, (soft > 0).float(), reduction="none")
+    expect(not torch.allclose(got, ce_hard * (soft - prob).abs() ** 2, atol=TOL),
+           "the BCE is taken against the hard label 1 at positives; QFL's BCE is against the soft target t")  # fmt: skip
+    expect(not torch.allclose(got, (soft - prob).abs() ** 2, atol=TOL),
+           "the BCE factor is missing: QFL = |t - p|^β · BCE(p, t)")  # fmt: skip
+    expect_close(got, quality_focal_loss(logits, soft), "QFL vs detector.losses.quality_focal_loss", atol=TOL)
+    for reduction in ("mean", "sum"):
+        value = impl.quality_focal_loss_(logits, soft, reduction=reduction)
+        expect_shape(value, (), f"QFL with reduction='{reduction}'")
+        expect_close(value, quality_focal_loss(logits, soft, reduction=reduction), f"reduction='{reduction}'",
+                     atol=1e-5)  # fmt: skip
+
+
+@exercise("7.2")
+def test_qfl_beta_and_odd_exponents(impl):
+    logits, _, soft = _focal_inputs(3)
+    for beta in (1.0, 1.5, 3.0):
+        got = impl.quality_focal_loss_(logits, soft, beta=beta)
+        expect_shape(got, (6, 5), f"QFL with beta={beta}")
+        if bool(torch.isnan(got).any()) or bool((got < 0).any()):
+            expect(False, f"beta={beta}: negative or NaN losses where p > t: the modulating factor is the "
+                          "ABSOLUTE distance |t - p|^β (a signed (t - p)^β is only right for even β)")  # fmt: skip
+        expect_close(got, quality_focal_loss(logits, soft, beta=beta), f"QFL with beta={beta}", atol=TOL,
+                     hint="use the beta argument, not a constant 2")  # fmt: skip
+
+
+@exercise("7.2")
+def test_qfl_minimum_is_at_the_soft_target(impl):
+    p = torch.linspace(1e-4, 1 - 1e-4, 20_001, dtype=torch.float64)
+    logits = torch.logit(p)
+    for t in (0.1, 0.3, 0.7, 0.9):
+        loss = impl.quality_focal_loss_(logits, torch.full_like(logits, t))
+        expect_shape(loss, tuple(logits.shape), f"QFL over a grid of p (t = {t})")
+        best = float(p[loss.argmin()])
+        expect(abs(best - t) < 1e-3, f"for the soft target t = {t} your loss is smallest at p = {best:.3f}; QFL's "
+                                     "minimum must be the target itself (the factor |t - p|^β vanishes there)")  # fmt: skip
+
+
+@exercise("7.2")
+def test_qfl_is_stable_for_large_logits(impl):
+    logits = torch.tensor([-200.0, -90.0, 90.0, 200.0])
+    targets = torch.tensor([0.7, 0.0, 0.3, 1.0])
+    got = impl.quality_focal_loss_(logits, targets)
+    expect(bool(torch.isfinite(got).all()), f"loss {got.tolist()} is not finite for logits ±200: log(sigmoid(x)) "
+                                           "reaches -inf in float32; compute the BCE from the logits stably")  # fmt: skip
+    expect_close(got, quality_focal_loss(logits, targets), "QFL at large logits", rtol=1e-4, atol=1e-3)
+    empty = impl.quality_focal_loss_(torch.zeros(0, 4), torch.zeros(0, 4), reduction="sum")
+    expect(bool(torch.isfinite(empty)) and float(empty) == 0.0, "the sum over an empty tensor is 0")
+
+
+# Exercises 7.3-7.5 · IoU family ----------------------------------------------------------------------------
 def _box_pairs():
     """Overlapping, nested, identical, disjoint, touching, and degenerate (zero width, zero area) pairs."""
     boxes1 = torch.tensor(
@@ -110,7 +176,7 @@ def _random_pairs(seed: int = 0):
     return boxes[0], boxes[1]  # [3, 5, 4] each: leading batch dims
 
 
-@exercise("7.2")
+@exercise("7.3")
 def test_iou_hand_computed_edge_cases(impl):
     boxes1, boxes2 = _box_pairs()
     iou, union = impl.iou_and_union(boxes1, boxes2)
@@ -129,7 +195,7 @@ def test_iou_hand_computed_edge_cases(impl):
     expect_close(iou, inter / (expected_union + 1e-7), "IoU of the hand-built pairs", atol=TOL)
 
 
-@exercise("7.2")
+@exercise("7.3")
 def test_iou_against_torchvision(impl):
     boxes1, boxes2 = _random_pairs()
     iou, union = impl.iou_and_union(boxes1, boxes2)
@@ -167,7 +233,7 @@ def _check_against(loss_fn, reference, name):
         )
 
 
-@exercise("7.3")
+@exercise("7.4")
 def test_giou_against_torchvision(impl):
     boxes1, boxes2 = _box_pairs()
     got = impl.giou_loss(boxes1, boxes2)
@@ -183,14 +249,14 @@ def test_giou_against_torchvision(impl):
     _check_against(impl.giou_loss, generalized_box_iou_loss, "GIoU loss")
 
 
-@exercise("7.3")
+@exercise("7.4")
 def test_giou_hand_computed(impl):
     # disjoint 10x10 boxes side by side with a 10-px gap: IoU 0, C = 30 x 10, U = 200 → 1 + 100 / 300
     got = impl.giou_loss(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[20.0, 0.0, 30.0, 10.0]]))
     expect_close(got, torch.tensor([1 + 100 / (300 + 1e-7)]), "GIoU loss of two disjoint boxes", atol=TOL)
 
 
-@exercise("7.4")
+@exercise("7.5")
 def test_diou_against_torchvision(impl):
     boxes1, boxes2 = _box_pairs()
     got = impl.diou_loss(boxes1, boxes2)
@@ -215,7 +281,7 @@ def test_diou_against_torchvision(impl):
     _check_against(impl.diou_loss, distance_box_iou_loss, "DIoU loss")
 
 
-@exercise("7.4")
+@exercise("7.5")
 def test_diou_hand_computed(impl):
     # same two boxes: centres 20 px apart, C = 30 x 10, c² = 1000 → 1 + 400 / 1000
     got = impl.diou_loss(torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.tensor([[20.0, 0.0, 30.0, 10.0]]))
@@ -227,7 +293,7 @@ def test_diou_hand_computed(impl):
                                              "gradient on x when the GT is to the right)")  # fmt: skip
 
 
-# Exercise 7.5 · detection_loss -----------------------------------------------------------------------------
+# Exercise 7.6 · detection_loss -----------------------------------------------------------------------------
 def _fake_batch(seed: int = 0, with_gts: bool = True):
     """Model-like outputs on a 64-px input (strides 8, 16), two images, GTs padded to M = 3."""
     generator = torch.Generator().manual_seed(seed)
@@ -248,15 +314,17 @@ def _fake_batch(seed: int = 0, with_gts: bool = True):
 
 def _run_both(impl, seed: int = 0, with_gts: bool = True):
     outputs, gt_labels, gt_boxes, gt_mask = _fake_batch(seed, with_gts)
-    reference = DetectionLoss(NUM_CLASSES, LossConfig())(outputs, gt_labels, gt_boxes, gt_mask)
+    config = LossConfig(cls="qfl", box="diou", obj="bce", cls_weight=1.0, box_weight=2.5, obj_weight=1.0)
+    reference = DetectionLoss(NUM_CLASSES, config)(outputs, gt_labels, gt_boxes, gt_mask)
     pred_boxes = ltrb_to_xyxy(outputs.points, outputs.box_ltrb)
     weights = {"cls": 1.0, "box": 2.5, "obj": 1.0}
-    total, terms = impl.detection_loss(outputs.cls_logits, pred_boxes, outputs.obj_logits.squeeze(-1),
-                                       reference.assignment, weights, 0.25, 2.0)  # fmt: skip
+    total, terms = impl.detection_loss(
+        outputs.cls_logits, pred_boxes, outputs.obj_logits.squeeze(-1), reference.assignment, weights
+    )
     return outputs, reference, total, terms
 
 
-@exercise("7.5")
+@exercise("7.6")
 def test_detection_loss_matches_the_package(impl):
     outputs, reference, total, terms = _run_both(impl)
     expect(
@@ -289,7 +357,7 @@ def test_detection_loss_matches_the_package(impl):
     expect_close(total, reference.total, "total vs the package's DetectionLoss", rtol=1e-4, atol=1e-6)
 
 
-@exercise("7.5")
+@exercise("7.6")
 def test_detection_loss_gradients_match_the_package(impl):
     outputs, reference, total, _ = _run_both(impl, seed=1)
     inputs = (outputs.cls_logits, outputs.box_ltrb, outputs.obj_logits)
@@ -304,7 +372,7 @@ def test_detection_loss_gradients_match_the_package(impl):
         expect_close(got, expected, f"gradient of the total w.r.t. {name}", rtol=1e-3, atol=1e-6)
 
 
-@exercise("7.5")
+@exercise("7.6")
 def test_detection_loss_without_positives(impl):
     outputs, reference, total, terms = _run_both(impl, seed=2, with_gts=False)
     expect(int(reference.assignment.fg_mask.sum()) == 0, "internal: the batch should have no positive")
