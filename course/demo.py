@@ -1,0 +1,142 @@
+"""The landing page's demo: figures and picture recorded from a ``make train`` run, never typed in.
+
+``make record-demo`` (``python -m course.demo record [RUN_DIR]``, default ``runs/arena_cpu``) reads what
+``detector train`` wrote into the run directory and keeps it in the repository:
+
+- ``site/assets/demo/record.json``: the final validation metrics (the last line of ``metrics.jsonl`` with
+  ``val_map``), the class names (from ``last.pt``), the model and data settings (``config.yaml``), the training
+  time (from ``config.yaml``, written when training starts, to ``predictions.png``, written after the final
+  evaluation), the date, the commit and the machine;
+- ``site/assets/demo/predictions.jpg``: the run's ``predictions.png`` (validation images, GT and predictions).
+
+The mkdocs hook replaces :data:`DEMO_MARKER` in ``site/index.md`` by :func:`render_markdown`; without a record the
+page says that no run was recorded yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from course.paths import REPO_ROOT
+
+DEMO_DIR = REPO_ROOT / "site" / "assets" / "demo"
+RECORD_NAME = "record.json"
+PICTURE_NAME = "predictions.jpg"
+DEMO_MARKER = "<!-- demo -->"
+PICTURE_MAX_WIDTH = 1400  # pixels: enough for the landing page, keeps the committed JPEG small
+NO_RECORD = (
+    "*No `make train` run has been recorded yet, so this page shows no figures: run `make train`, then "
+    "`make record-demo` to keep its validation mAP, its training time and its picture here.*"
+)
+
+
+def _last_validation(metrics_path: Path) -> dict[str, Any]:
+    """The last per-epoch record of ``metrics.jsonl`` that holds validation metrics."""
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{metrics_path}: not found; run `make train` first (it writes this file)")
+    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    validated = [r for r in records if "val_map" in r]
+    if not validated:
+        raise ValueError(f"{metrics_path}: no epoch with validation metrics (val_map); did the run finish?")
+    return validated[-1]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
+    """Write ``record.json`` and ``predictions.jpg`` of the finished run in ``run_dir`` into ``out_dir``."""
+    import yaml
+    from PIL import Image
+
+    from benchmarks.common import machine_info
+    from detector.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    final = _last_validation(run_dir / "metrics.jsonl")
+    config_path, picture_path = run_dir / "config.yaml", run_dir / "predictions.png"
+    for path in (config_path, picture_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; `detector train` writes it (did the run finish?)")
+    config = yaml.safe_load(config_path.read_text())
+    class_names = list(load_checkpoint(run_dir / "last.pt")["class_names"])
+    finished = picture_path.stat().st_mtime
+    demo = {
+        "run": config["name"],
+        "config": {
+            "backbone": config["model"]["backbone"],
+            "pretrained": config["model"]["pretrained"],
+            "image_size": config["data"]["image_size"],
+            "max_minutes": config["train"]["max_minutes"],
+        },
+        "epoch": final["epoch"],
+        "step": final["step"],
+        "map": final["val_map"],
+        "map_50": final["val_map_50"],
+        "per_class_ap50": dict(zip(class_names, final["val_per_class_ap50"], strict=True)),
+        "train_minutes": (finished - config_path.stat().st_mtime) / 60.0,
+        "date": datetime.fromtimestamp(finished, timezone.utc).isoformat(timespec="seconds"),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "machine": machine_info(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RECORD_NAME).write_text(json.dumps(demo, indent=1) + "\n")
+    picture = Image.open(picture_path).convert("RGB")
+    if picture.width > PICTURE_MAX_WIDTH:
+        picture = picture.resize(
+            (PICTURE_MAX_WIDTH, round(picture.height * PICTURE_MAX_WIDTH / picture.width))
+        )
+    picture.save(out_dir / PICTURE_NAME, quality=85)
+    return demo
+
+
+def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/{PICTURE_NAME}") -> str:
+    """The landing page's picture and caption from ``record.json``, or :data:`NO_RECORD` when there is none."""
+    from benchmarks.report import describe_machine
+
+    path = demo_dir / RECORD_NAME
+    if not path.is_file():
+        return NO_RECORD
+    demo = json.loads(path.read_text())
+    config = demo["config"]
+    start = "from scratch" if config["pretrained"] is None else "pretrained"
+    per_class = ", ".join(f"{name} {ap:.2f}" for name, ap in demo["per_class_ap50"].items())
+    commit = demo["commit"] + (" plus uncommitted changes" if demo["uncommitted_changes"] else "")
+    return (
+        f"![The trained detector on validation images]({picture_uri})\n\n"
+        f"*The assembled detector after `make train` (config `{demo['run']}`): {config['backbone']} {start}, "
+        f"{config['image_size']} px, {demo['step']} steps in {demo['train_minutes']:.1f} minutes of training — "
+        f"validation **mAP {demo['map']:.2f}, mAP50 {demo['map_50']:.2f}** (AP50 per class: {per_class}). "
+        f"Ground truth dashed green, predictions coloured by class. Recorded {demo['date'][:10]} at commit "
+        f"`{commit}` on {describe_machine(demo['machine'])}.*"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="task", required=True)
+    rec = sub.add_parser("record", help="keep a finished run's figures and picture for the landing page")
+    rec.add_argument("run_dir", nargs="?", type=Path, default=REPO_ROOT / "runs" / "arena_cpu")
+    args = parser.parse_args(argv)
+    try:
+        demo = record(args.run_dir)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"course.demo: error: {error}", file=sys.stderr)
+        return 1
+    print(f"recorded {args.run_dir}: mAP {demo['map']:.4f}, mAP50 {demo['map_50']:.4f} into {DEMO_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
