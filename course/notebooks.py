@@ -2,7 +2,7 @@
 
 python -m course.notebooks exercises          # chapters/NN_slug.py from solutions/NN_slug.py
 python -m course.notebooks ipynb OUT_DIR      # solutions/ and chapters/ as .ipynb under OUT_DIR
-python -m course.notebooks site               # executed solution notebooks → site/chapters/ (solutions folded)
+python -m course.notebooks site               # executed solution notebooks → site/chapters/ (solutions and answers folded)
 """
 
 from __future__ import annotations
@@ -81,6 +81,43 @@ def _fold_solutions(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
+ANSWER_TAG = "answer"
+
+
+def _text_outputs(cell: nbformat.NotebookNode) -> str:
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append(output.get("text", ""))
+        elif "text/plain" in output.get("data", {}):
+            texts.append(output["data"]["text/plain"])
+    return "".join(texts).rstrip("\n")
+
+
+def _fold_answers(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """For the site: each ``answer``-tagged cell (collapsed in Jupyter) becomes a folded "Answer" block.
+
+    A markdown answer stays markdown inside ``<details>`` (blank lines around it, so it is still rendered);
+    a code answer shows its code and its text output.
+    """
+    for index, cell in enumerate(notebook.cells):
+        if ANSWER_TAG not in cell.metadata.get("tags", []):
+            continue
+        if cell.cell_type == "markdown":
+            body = f"\n\n{cell.source}\n\n"
+        else:
+            output = _text_outputs(cell)
+            body = f'<pre><code class="language-python">{html.escape(cell.source)}</code></pre>\n'
+            if output:
+                body += f"<pre>{html.escape(output)}</pre>\n"
+        folded = nbformat.v4.new_markdown_cell(
+            f'<details class="answer"><summary>Answer</summary>\n{body}</details>'
+        )
+        folded.metadata["tags"] = [ANSWER_TAG]
+        notebook.cells[index] = folded
+    return notebook
+
+
 def write_site_chapters() -> list[Path]:
     """Executed solution notebooks (from the nbval run, or executed now) → ``site/chapters/``."""
     from nbclient import NotebookClient
@@ -98,7 +135,7 @@ def write_site_chapters() -> list[Path]:
                 notebook, timeout=900, resources={"metadata": {"path": str(path.parent)}}
             ).execute()
         target = SITE_CHAPTERS_DIR / f"{path.stem}.ipynb"
-        nbformat.write(_fold_solutions(notebook), target)
+        nbformat.write(_fold_answers(_fold_solutions(notebook)), target)
         written.append(target)
     return written
 
