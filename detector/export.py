@@ -50,7 +50,8 @@ def export_model(model: Detector, path: str | Path, format: str, image_size: int
     """Write ``model`` (on the CPU, fp32) as ONNX or TorchScript; returns ``path``.
 
     Args:
-        format: ``"onnx"`` (opset 18, dynamic batch) or ``"torchscript"`` (traced; any batch).
+        format: ``"onnx"`` (opset 18, dynamic batch; needs ``onnx`` and ``onnxscript``) or
+            ``"torchscript"`` (traced; any batch).
         image_size: the input side ``S`` (the training ``data.image_size`` is what the model knows best).
     """
     if format not in FORMATS:
@@ -72,10 +73,13 @@ def export_model(model: Detector, path: str | Path, format: str, image_size: int
 
 
 def _export_onnx(wrapper: nn.Module, example: Tensor, path: Path) -> None:
+    """torch's ``torch.export``-based ONNX exporter, the batch axis left dynamic."""
     try:
-        import onnx  # noqa: F401  (the exporter needs it)
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
     except ImportError:
         raise UserError("ONNX export needs the 'export' extra: pip install 'detector[export]'") from None
-    dynamic = {name: {0: "batch"} for name in INPUT_NAMES + OUTPUT_NAMES}
-    torch.onnx.export(wrapper, (example,), str(path), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                      dynamic_axes=dynamic, opset_version=ONNX_OPSET, dynamo=False)  # fmt: skip
+    dynamic = {INPUT_NAMES[0]: {0: torch.export.Dim("batch")}}
+    program = torch.onnx.export(wrapper, (example,), input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                                dynamic_shapes=dynamic, opset_version=ONNX_OPSET, dynamo=True, verbose=False)  # fmt: skip
+    program.save(str(path))

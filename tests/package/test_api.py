@@ -13,14 +13,10 @@ import torch
 import detector
 from detector.api import load, override_list
 from detector.checkpoint import save_checkpoint
-from detector.config import Config, DataConfig, EvalConfig, ModelConfig, config_from_dict
+from detector.config import EvalConfig, ModelConfig, config_from_dict
 from detector.data.transforms import eval_transforms, unletterbox_boxes
 from detector.errors import CheckpointError, UserError
-from detector.model import build_detector
 from detector.postprocess import postprocess
-
-CLASS_NAMES = ["cat", "dog", "bird"]
-TINY_MODEL = ModelConfig(backbone="test_resnet", neck_width=16, head_convs=1)  # timm's 0.4 M-param test net
 
 
 @pytest.fixture(autouse=True)
@@ -31,23 +27,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def write_checkpoint(path: Path, model_config: ModelConfig = TINY_MODEL, image_size: int = 64) -> Path:
-    """A best.pt as the runner writes it: config, class names, weights (random, seeded)."""
-    torch.manual_seed(0)
-    config = Config(data=DataConfig(image_size=image_size), model=model_config)
-    model = build_detector(model_config, len(CLASS_NAMES))
-    save_checkpoint(
-        {"config": config.to_dict(), "class_names": CLASS_NAMES, "model": model.state_dict()}, path
-    )
-    return path
-
-
 @pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
+def checkpoint(tmp_path: Path, write_checkpoint) -> Path:
     return write_checkpoint(tmp_path / "best.pt")
 
 
-def test_checkpoint_of_a_pretrained_backbone_loads_without_the_weights_file(tmp_path: Path) -> None:
+def test_checkpoint_of_a_pretrained_backbone_loads_without_the_weights_file(
+    tmp_path: Path, write_checkpoint
+) -> None:
     weights_file = tmp_path / "test_resnet.pth"
     torch.save(timm.create_model("test_resnet", pretrained=False).state_dict(), weights_file)
     config = ModelConfig(backbone="test_resnet", pretrained=str(weights_file), neck_width=16, head_convs=1)
@@ -80,7 +67,7 @@ def test_predict_returns_boxes_in_original_coordinates(checkpoint: Path, tmp_pat
         torch.testing.assert_close(result.boxes, boxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(result.scores, expected["scores"], atol=1e-5, rtol=0)
         assert result.labels.tolist() == expected["labels"].tolist()
-        assert result.names == [CLASS_NAMES[i] for i in expected["labels"].tolist()]
+        assert result.names == [model.class_names[i] for i in expected["labels"].tolist()]
         assert result.image_size == tuple(image.shape[-2:]) and result.path is None
         height, width = image.shape[-2:]
         assert (result.boxes[:, 0::2] <= width + 1e-3).all() and (
