@@ -183,6 +183,44 @@ def section_gpu(record: dict[str, Any]) -> str:
     )
 
 
+def _map_at(curve: list[dict[str, Any]], seconds: float) -> float | None:
+    """The mAP of the last curve point at or before ``seconds`` of training (None before the first)."""
+    done = [point["map"] for point in curve if point["train_seconds"] <= seconds]
+    return done[-1] if done else None
+
+
+def section_yolo(record: dict[str, Any]) -> str:
+    contenders = record["contenders"]
+    rows = [[row["label"], len(row["curve"]), f"{row['final'].get('map', float('nan')):.4f}",
+             f"{row['final'].get('map_50', float('nan')):.4f}",
+             f"{row['curve'][-1]['train_seconds'] / 60:.1f}" if row["curve"] else "–"]
+            for row in contenders.values()]  # fmt: skip
+    text = _table(["model", "epochs", "mAP", "mAP50", "minutes"], rows)
+    ours = contenders.get("ours")
+    if ours and ours["curve"]:
+        lines = []
+        for name, row in contenders.items():
+            if name == "ours" or not row["curve"]:
+                continue
+            ratios = []
+            for point in ours["curve"]:
+                theirs = _map_at(row["curve"], point["train_seconds"])
+                if theirs:
+                    ratios.append((point["train_seconds"] / 60, point["map"] / theirs))
+            listed = ", ".join(f"{minutes:.1f} min: {value:.2f}×" for minutes, value in ratios) or "–"
+            lines.append([f"ours / {name}", listed])
+        text += "\n\n" + _table(["mAP ratio at equal wall-clock", "at each of our evaluations"], lines, "ll")
+    settings = record["settings"]
+    text += (f"\n\nData `{settings['data']}`, {settings['imgsz']} px, batch {settings['batch']}, "
+             f"{settings['threads']} CPU threads, {settings['minutes']} min each.")  # fmt: skip
+    return text
+
+
+# Benchmarks that `make bench` does not run (an optional extra, long budgets): how to measure them.
+NOT_IN_MAKE_BENCH = {
+    "yolo": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo`',
+}
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("Training step (row 1)", "train_step", section_train_step),
     ("Inference (row 2)", "inference", section_inference),
@@ -190,6 +228,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("COCO evaluation (row 4)", "eval", section_eval),
     ("Data loading (row 5)", "data", section_data),
     ("Quality at equal training time", "quality", section_quality),
+    ("Against ultralytics YOLO at equal wall-clock", "yolo", section_yolo),
     ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
 ]
 
@@ -241,7 +280,8 @@ def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
                 continue
             heading = f"## {title}" + (f" — {device}" if suffix and stem != "gpu" else "")
             if record is None:
-                parts.append(f"{heading}\n\n*Not measured yet: run `make bench`.*")
+                how = NOT_IN_MAKE_BENCH.get(stem, "run `make bench`")
+                parts.append(f"{heading}\n\n*Not measured yet: {how}.*")
                 continue
             try:
                 body = render(record)

@@ -31,7 +31,6 @@ so the two report the same mAP for the same weights.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from detector import distributed
-from detector.budget import TimeBudget
+from detector.budget import TimeBudget, follow_plan
 from detector.checkpoint import (
     CHECKPOINT_FORMAT,
     RESUMABLE,
@@ -297,20 +296,13 @@ class Runner:
 
     def _replan(self, plan: int) -> None:
         """Follow the budget's plan: stop now, or re-lay the schedule to end at ``plan`` steps."""
-        total = self.schedule.total_steps
         if self.out_of_time:
             return
-        if plan <= self.step < total:
-            self.out_of_time = True
+        epochs = self.planned_epochs
+        self.out_of_time = follow_plan(self.schedule, plan, self.step)
+        if self.out_of_time:
             self._print(f"\ntrain.max_minutes={self.config.train.max_minutes} reached after step {self.step}")
-            return
-        announce = not self._announced and self.budget.calibrated
-        if plan != total and plan > self.step:
-            self.schedule.replan(plan, self.step)
-            announce = announce or math.ceil(plan / self.steps_per_epoch) != math.ceil(
-                total / self.steps_per_epoch
-            )
-        if announce:
+        elif (not self._announced and self.budget.calibrated) or self.planned_epochs != epochs:
             self._announced = True
             budget = f"train.max_minutes={self.config.train.max_minutes}: " if self.budget.seconds else ""
             self._print(f"\n{budget}{self.budget.estimate(self.step, self.schedule.total_steps)}")
@@ -334,10 +326,11 @@ class Runner:
 
     def _end_epoch(self) -> dict[str, Any] | None:
         """An epoch (or the plan) ended: log it, evaluate when due, save last.pt and best.pt when mAP improved."""
-        started = time.monotonic()
+        started = self.budget.clock()
         record = {"epoch": self.epoch + 1, "step": self.step, **self._epoch_means(),
                   "img_per_s": self.config.data.batch_size * self.dist.world_size / (self.budget.pace or math.inf),
-                  "skipped_steps": self.monitor.skipped_steps if self.monitor else 0}  # fmt: skip
+                  "skipped_steps": self.monitor.skipped_steps if self.monitor else 0,
+                  "elapsed_seconds": self.budget.elapsed()}  # fmt: skip
         if self.batch_in_epoch == self.steps_per_epoch:
             self.epoch, self.batch_in_epoch, self.epoch_sums = self.epoch + 1, 0, {}
         finished = self.out_of_time or self.step >= self.schedule.total_steps
@@ -354,7 +347,7 @@ class Runner:
         self.save("last.pt")
         if improved:
             self.save("best.pt")
-        self.budget.observe_epoch_end(time.monotonic() - started, evaluated)
+        self.budget.observe_epoch_end(self.budget.clock() - started, evaluated)
         return metrics
 
     def _epoch_means(self) -> dict[str, float]:
