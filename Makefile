@@ -51,7 +51,8 @@ check: $(STAMP)
 	$(PYTEST) tests/chapters/test_$$(printf %02d $(CH))_*.py --impl chapters -q
 
 hint: $(STAMP)
-	@$(PY) -m course.hints $(EX)
+	@test -n "$(EX)" || { echo "usage: make hint EX=6.3 (an exercise id)"; exit 2; }
+	@$(PY) -c 'import sys; from course.hints import main; sys.exit(main(sys.argv[1:]))' $(EX)
 
 exercises: $(STAMP)
 	$(PY) -m course.notebooks exercises

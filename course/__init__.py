@@ -2,6 +2,7 @@
 
 from course.checks import CheckFailure, check, exercise, expect, expect_close, expect_shape
 from course.exercises import load_exercises, make_chapter
+from course.hints import hint
 from course.resources import arena_dir, device
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "expect",
     "expect_close",
     "expect_shape",
+    "hint",
     "load_exercises",
     "make_chapter",
 ]

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from course.exercises import EXERCISE_ID, CheckCall, check_calls, exercise_owners, load_exercises
+from course.hints import after_failed_attempt
 from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 
 ExerciseTest = Callable[[Any], None]
@@ -296,8 +297,6 @@ def check(exercise_id: str, *definitions: Any, fallback: Any = None) -> Any:
     ``fallback`` — the package's version, imported — so that the rest of the chapter still runs; with no
     fallback it returns the definition unchanged.
     """
-    from course.hints import after_failed_attempt  # here: `python -m course.hints` imports course first
-
     caller = inspect.currentframe().f_back.f_globals
     name = definitions[0].__name__ if definitions else exercise_id
     chapter = exercise_id.split(".")[0]

@@ -7,8 +7,8 @@ exercise in a kernel session and level 3 from the second on; a stub that is stil
 no attempt. On request, every level at once::
 
     from course.hints import hint
-    hint("6.3")              # in a notebook
-    make hint EX=6.3         # in a shell (python -m course.hints 6.3)
+    hint("6.3")              # in a notebook (from course import hint)
+    make hint EX=6.3         # in a shell
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _key(exercise_id: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="make hint EX=6.3", description="print an exercise's hints (all levels)"
+        prog="make hint EX=N.k", description="print an exercise's hints (all levels)"
     )
     parser.add_argument("exercise_id", help="the exercise, e.g. 6.3")
     parser.add_argument(
@@ -122,7 +122,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hint(args.exercise_id, args.level)
     return 0 if args.exercise_id in stub_phrases() else 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
