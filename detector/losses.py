@@ -147,6 +147,11 @@ def _positive_boxes_around_points(outputs: HeadOutputs, assigned: AssignResult) 
     return ltrb_to_xyxy(origin, pred_ltrb), ltrb_to_xyxy(origin, target_ltrb)
 
 
+def _without_ignored(values: Tensor, assigned: AssignResult) -> Tensor:
+    """``values [B, N, ...]`` without the points of crowd regions: ``[P, ...]``; as given when none is ignored."""
+    return values if assigned.ignore_mask is None else values[~assigned.ignore_mask]
+
+
 class DetectionLoss(nn.Module):
     """Assign targets, then ``total = w_cls · cls + w_box · box + w_obj · obj`` (Chapter 7).
 
@@ -213,26 +218,28 @@ class DetectionLoss(nn.Module):
         )
 
     def cls_loss(self, cls_logits: Tensor, assigned: AssignResult) -> Tensor:
-        """Summed classification loss ``[]`` of ``cls_logits [B, N, C]`` against ``assigned.scores``."""
+        """Summed classification loss ``[]`` of ``cls_logits [B, N, C]`` against ``assigned.scores``.
+
+        Points of crowd regions (``assigned.ignore_mask``) are left out: neither positive nor negative.
+        """
         config = self.config
+        if config.cls == "bce_positives":  # seed: one-hot classes of the positives only
+            fg_mask = assigned.fg_mask
+            one_hot = F.one_hot(assigned.labels[fg_mask], self.num_classes + 1)[:, : self.num_classes].float()
+            return F.binary_cross_entropy_with_logits(cls_logits[fg_mask], one_hot, reduction="sum")
+        cls_logits, scores = (
+            _without_ignored(cls_logits, assigned),
+            _without_ignored(assigned.scores, assigned),
+        )
         if config.cls == "focal":
             return sigmoid_focal_loss(
-                cls_logits,
-                assigned.scores,
-                alpha=config.focal_alpha,
-                gamma=config.focal_gamma,
-                reduction="sum",
+                cls_logits, scores, alpha=config.focal_alpha, gamma=config.focal_gamma, reduction="sum"
             )
         if config.cls == "qfl":
-            return quality_focal_loss(cls_logits, assigned.scores, reduction="sum")
+            return quality_focal_loss(cls_logits, scores, reduction="sum")
         if config.cls == "varifocal":
-            return varifocal_loss(cls_logits, assigned.scores, gamma=config.focal_gamma).sum()
-        if config.cls == "bce":
-            return F.binary_cross_entropy_with_logits(cls_logits, assigned.scores, reduction="sum")
-        # "bce_positives" (seed): one-hot classes of the positives only.
-        fg_mask = assigned.fg_mask
-        one_hot = F.one_hot(assigned.labels[fg_mask], self.num_classes + 1)[:, : self.num_classes].float()
-        return F.binary_cross_entropy_with_logits(cls_logits[fg_mask], one_hot, reduction="sum")
+            return varifocal_loss(cls_logits, scores, gamma=config.focal_gamma).sum()
+        return F.binary_cross_entropy_with_logits(cls_logits, scores, reduction="sum")  # "bce"
 
     def box_loss(self, pred_boxes: Tensor, target_boxes: Tensor, weights: Tensor) -> Tensor:
         """Summed IoU-family loss ``[]`` of the positives' ``pred_boxes [P, 4]`` vs ``target_boxes [P, 4]``.
@@ -247,6 +254,10 @@ class DetectionLoss(nn.Module):
         """Summed objectness loss ``[]``: ``obj_logits [B, N]`` towards the detached IoU of positives, 0 elsewhere."""
         with torch.no_grad():
             iou_targets = aligned_box_iou(pred_boxes, assigned.boxes) * assigned.fg_mask  # [B, N]
+        obj_logits, iou_targets = (
+            _without_ignored(obj_logits, assigned),
+            _without_ignored(iou_targets, assigned),
+        )
         if self.config.obj == "focal":
             return sigmoid_focal_loss(
                 obj_logits,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,9 @@ from detector.assigner import (
     fcos_scale_ranges,
 )
 from detector.boxes import ltrb_to_xyxy, make_points
+from detector.config import LossConfig
+from detector.data import pad_targets
+from detector.losses import DetectionLoss
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("labels", "boxes", "scores", "fg_mask", "gt_index", "num_unassigned_gts")
@@ -348,3 +352,28 @@ def test_crowd_regions_get_no_positive_and_their_points_are_ignored(assigner):
     inside = (points > crowd_box[:2]).all(-1) & (points < crowd_box[2:]).all(-1)  # strictly inside
     assert torch.equal(result.ignore_mask[0], inside & ~result.fg_mask[0])
     assert result.ignore_mask[0].any() and not result.ignore_mask[1].any()  # image 1's crowd slot is padding
+
+
+@pytest.mark.parametrize("cls", ["focal", "qfl", "varifocal", "bce"])
+def test_loss_leaves_crowd_points_out_of_the_negatives(cls):
+    """End to end from ``pad_targets``: an ``iscrowd`` box changes no positive, and the classification and
+    objectness losses get no gradient at the background points inside it (they do elsewhere)."""
+    points, strides = make_points([(8, 8)], [8])
+    generator = torch.Generator().manual_seed(0)
+    cls_logits = torch.randn(1, 64, 2, generator=generator, requires_grad=True)
+    obj_logits = torch.randn(1, 64, 1, generator=generator, requires_grad=True)
+    outputs = SimpleNamespace(cls_logits=cls_logits, obj_logits=obj_logits, points=points, strides=strides,
+                              box_ltrb=torch.full((1, 64, 4), 6.0))  # fmt: skip
+    crowd_box = [32.0, 32.0, 64.0, 64.0]
+    target = {"boxes": torch.tensor([[0.0, 0.0, 24.0, 24.0], crowd_box]), "labels": torch.tensor([1, 0]),
+              "iscrowd": torch.tensor([0, 1])}  # fmt: skip
+    gt_labels, gt_boxes, gt_mask = pad_targets([target])
+    assert gt_labels.tolist() == [[1, IGNORE_LABEL]]
+    result = DetectionLoss(2, LossConfig(cls=cls))(outputs, gt_labels, gt_boxes, gt_mask)
+    result.total.backward()
+    ignored = result.assignment.ignore_mask[0]
+    inside = (points > 32).all(-1) & (points < 64).all(-1)
+    assert torch.equal(ignored, inside) and not result.assignment.fg_mask[0][inside].any()
+    background = ~ignored & ~result.assignment.fg_mask[0]
+    for grad in (cls_logits.grad[0], obj_logits.grad[0]):
+        assert (grad[ignored] == 0).all() and (grad[background].abs().sum(-1) > 0).all()
