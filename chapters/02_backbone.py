@@ -2,8 +2,8 @@
 # # Chapter 2 · The backbone
 #
 # A detector does not look at pixels directly: a **backbone** — a classification network with its classifier
-# cut off — turns the image into feature maps at several resolutions. Fine maps (stride 8) keep the position of
-# small things; coarse maps (stride 32) have seen a large part of the image and know more about *what* is
+# cut off — turns the image into feature maps at several resolutions. Fine maps (small stride) keep the position
+# of small things; coarse maps (stride 32) have seen a large part of the image and know more about *what* is
 # there. The neck (Chapter 3) mixes them, the head (Chapter 4) predicts on them.
 #
 # In this chapter you will
@@ -32,7 +32,10 @@ from torch import Tensor, nn
 
 from course import arena_dir, check
 from course.reference import ch02 as reference
+from detector.config import load_config
 from detector.data import CocoDetection, eval_transforms
+from detector.model import Backbone
+from detector.model.backbone import _module_stages
 
 torch.manual_seed(0)
 arena = arena_dir()
@@ -54,9 +57,29 @@ for level, info in enumerate(resnet.feature_info.info):
 
 # %% [markdown]
 # For a ResNet, level 0 is the stem (a stride-2 7×7 conv; the max-pool that follows belongs to level 1), and
-# levels 1–4 are `layer1` … `layer4` at strides 4, 8, 16, 32. A detector usually takes levels 2, 3, 4 — the
-# *P3, P4, P5* maps of strides 8/16/32 — and leaves stride 4 out: it would quadruple the number of points
-# (Chapter 5) for the few objects smaller than 8 pixels.
+# levels 1–4 are `layer1` … `layer4` at strides 4, 8, 16, 32. Which levels a detector takes is a decision
+# about the data. FCOS, YOLOX and YOLOv8 take levels 2, 3, 4 — the *P3, P4, P5* maps of strides 8/16/32 — and
+# leave stride 4 out: it would quadruple the number of points (Chapter 5), which pays only when many objects
+# are smaller than about 8 pixels. The arena is such a data set (about half of its heads are that small;
+# Chapter 5 measures it), so the course's demo config takes one level finer. Its choice, read from the config:
+
+# %%
+demo = load_config("arena_cpu")  # the `make train` demo, also trained in Chapters 8–10
+demo_strides = Backbone(demo.model.backbone, out_indices=demo.model.out_indices).strides  # from feature_info
+print(f"arena_cpu: backbone {demo.model.backbone}, out_indices {list(demo.model.out_indices)} → strides {demo_strides}")
+
+# %% [markdown]
+# **Predict, then run.** A non-square `96 × 64` image (height × width) goes through `resnet18` with
+# `out_indices=(2, 3, 4)`. Write down the three map shapes `[B, C, H, W]` before you run the cell: the channels
+# are printed in the table above, and every stride-2 step halves the side.
+
+# %%
+with torch.no_grad():
+    print([tuple(f.shape) for f in timm.create_model("resnet18", features_only=True, out_indices=(2, 3, 4))(torch.zeros(1, 3, 96, 64))])
+
+# %% [markdown]
+# Strides 8, 16, 32: `96 / 8 = 12` rows and `64 / 8 = 8` columns at level 2, then halves — `[1, 128, 12, 8]`,
+# `[1, 256, 6, 4]`, `[1, 512, 3, 2]`. The width of the image is the *last* axis.
 #
 # **Exercise 2.1** — write `create_backbone(name, out_indices)`: return the timm features model and, read from
 # its `feature_info`, the channels and strides of the requested levels. Never hard-code them: a backbone
@@ -71,7 +94,7 @@ def create_backbone(
 
     Args:
         name: a timm model name (``"resnet18"``, ``"efficientnet_b0"``, ...); created with ``pretrained=False``.
-        out_indices: the feature levels to return (for ResNets level ``k`` has stride ``2^k``).
+        out_indices: the feature levels to return (for ResNets level ``k`` has stride ``2^(k+1)``).
 
     Returns:
         ``(model, channels, strides)``: ``model(images [B, 3, H, W])`` is a list of ``len(out_indices)`` maps
@@ -258,13 +281,13 @@ careful = FrozenStagesBackbone("resnet18", trainable_stages=0)
 careful.load_state_dict(naive.state_dict())
 
 with torch.no_grad():
-    reference = [f.clone() for f in naive.eval()(batch[:2])]
+    eval_before = [f.clone() for f in naive.eval()(batch[:2])]
     for backbone in (naive, careful):
         before = backbone.model.bn1.running_mean.clone()
         backbone.train()(batch)  # one training-mode forward pass
         drift = (backbone.model.bn1.running_mean - before).abs().max().item()
         after = backbone.eval()(batch[:2])
-        change = max((a - r).abs().max().item() for a, r in zip(after, reference, strict=True))
+        change = max((a - r).abs().max().item() for a, r in zip(after, eval_before, strict=True))
         print(
             f"{type(backbone).__name__ if backbone is careful else 'requires_grad=False only':28s} "
             f"stem BN running-mean drift {drift:.4f}; eval output change {change:.4f}"
@@ -276,6 +299,20 @@ with torch.no_grad():
 # ImageNet weights the drift is smaller per step but it accumulates over every step of training.)
 #
 # ## 5. Counting parameters
+#
+# **Predict, then run.** The first conv of `layer2` is a 3×3 conv from 64 to 128 channels without bias, followed by
+# a BatchNorm of 128 channels. How many parameter *elements* do the two hold, and how many parameter *tensors*?
+
+# %%
+block = resnet.layer2[0]
+print(
+    "conv1:", [tuple(p.shape) for p in block.conv1.parameters()], sum(p.numel() for p in block.conv1.parameters()),
+    "| bn1:", [tuple(p.shape) for p in block.bn1.parameters()], sum(p.numel() for p in block.bn1.parameters()),
+)
+
+# %% [markdown]
+# `3 · 3 · 64 · 128 = 73 728` weights in one tensor; BatchNorm has a weight and a bias of 128 each (its running
+# mean and variance are buffers, not parameters): 256 elements in two tensors.
 #
 # **Exercise 2.4** — write `parameters_per_stage(model, stages)`: the number of parameters (elements, not
 # tensors) in each stage, in total and trainable.
@@ -301,10 +338,10 @@ def parameters_per_stage(model: nn.Module, stages: dict[str, int]) -> tuple[list
 parameters_per_stage = check("2.4", parameters_per_stage, fallback=reference.parameters_per_stage)
 
 # %% [markdown]
-# Where the parameters are. The last stage of ResNet-18 holds three quarters of all parameters — it works on a
-# 10 × 10 map with 512 channels, and a 3×3 conv costs `9 · C_in · C_out`. Freezing the stem and the first
-# stages therefore saves little memory for the optimizer, but it saves *compute* in the backward pass, where the
-# large early maps are expensive; freezing the last stages removes most of the capacity.
+# Where the parameters are. A 3×3 conv has `9 · C_in · C_out` weights whatever the size of its map, and ResNet-18
+# doubles the channels at every stage, so the last stage — 512 channels on a 10 × 10 map — holds most of the
+# parameters (its share is printed under the figure). Freezing the last stages removes most of the capacity;
+# freezing the first ones removes few parameters.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -322,8 +359,59 @@ for ax, name in zip(axes, ("resnet18", "efficientnet_b0"), strict=True):
         f"{name}, trainable_stages=2: {sum(trainable) / 1e6:.2f}M of {sum(total) / 1e6:.2f}M trainable ({share:.0%})"
     )
     ax.legend()
+    if name == "resnet18":
+        last_share = total[-1] / sum(total)
 plt.tight_layout()
 plt.show()
+print(f"resnet18: the last stage holds {last_share:.0%} of the parameters")
+
+# %% [markdown]
+# Parameters are not compute. A conv's cost is its weights *times the number of cells it slides over*: halving the
+# map side quarters the cells, and ResNet doubles the channels at the same time, which quadruples `C_in · C_out`.
+# The two cancel, so each ResNet stage costs about the same number of multiply-adds. What *does* sit early is
+# **activation memory**: every layer's output is kept for the backward pass, and the early maps are large. Both
+# measured on one 320-pixel image (forward hooks on every leaf module; multiply-adds of the convs; outputs in float32):
+
+# %%
+def cost_per_stage(model: nn.Module, side: int = 320) -> tuple[list[float], list[float]]:
+    """Per stage: conv multiply-adds (G) and the float32 size of all leaf-module outputs (MB), batch 1."""
+    boundaries = stage_boundaries(model)
+    stage_of = {id(module): stage for module, stage in _module_stages(model, boundaries)}
+    macs, activations = [0.0] * len(boundaries), [0.0] * len(boundaries)
+
+    def hook(module, _inputs, output):
+        stage = stage_of[id(module)]
+        activations[stage] += output.numel() * 4 / 1e6
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            macs[stage] += output.numel() * kernel / 1e9
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if id(m) in stage_of and not list(m.children())]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, side, side))
+    for handle in handles:
+        handle.remove()
+    return macs, activations
+
+
+model, _, _ = create_backbone("resnet18", (1, 2, 3, 4))
+macs, activations = cost_per_stage(model)
+for stage, (gmacs, megabytes) in enumerate(zip(macs, activations, strict=True)):
+    name = "stem" if stage == 0 else f"stage {stage}"
+    print(f"resnet18 {name:8s} {gmacs:5.2f} GMACs   activations {megabytes:5.1f} MB")
+print(
+    f"stages 1–4: {min(macs[1:]):.2f}–{max(macs[1:]):.2f} GMACs each (roughly flat); stem + stage 1: "
+    f"{(macs[0] + macs[1]) / sum(macs):.0%} of the multiply-adds, "
+    f"{(activations[0] + activations[1]) / sum(activations):.0%} of the activation memory"
+)
+for name in ("resnet18", "efficientnet_b0"):
+    macs, activations = cost_per_stage(create_backbone(name, (1, 2, 3, 4))[0])
+    print(f"{name:16s} total {sum(macs):.2f} GMACs, {sum(activations):.0f} MB of activations at 320 px")
+
+# %% [markdown]
+# So freezing the stem and the first stage saves their share of the backward pass's compute — per stage no more
+# than freezing a later one would — but a larger share of the *memory* of training: when nothing below the first
+# trainable stage needs a gradient, autograd does not keep those large early activations at all.
 
 # %% [markdown]
 # ## What the package does differently
@@ -332,8 +420,9 @@ plt.show()
 #   `freeze="none" | "all" | N`, with the same stage rule. It keeps *every* module of a frozen stage in eval
 #   mode (not only BatchNorm — dropout and stochastic depth too), which is what "frozen" should mean.
 # - `pretrained` is a **local file** only: the file is compared key by key and shape by shape with the
-#   architecture before loading, because timm loads feature backbones non-strictly and a ResNet-50 file would
-#   otherwise load half into a ResNet-18 — silently.
+#   architecture before loading. A ResNet-50 file given to a ResNet-18 would also fail inside timm, with
+#   PyTorch's long list of size mismatches; the package's check fails first, with one message that names the file,
+#   the mismatching keys and the config keys to fix (`model.backbone`, `model.pretrained`).
 # - The backbone does not normalise: `detector.model.Detector` takes uint8 (or `[0, 1]`) images and applies the
 #   backbone's `pretrained_cfg` mean/std itself, so no data pipeline has to know them.
 #
@@ -342,13 +431,33 @@ plt.show()
 # `features_only=True` turns any timm classifier into a multi-scale feature extractor; `feature_info` gives each
 # level's channels and stride (and the module that produces it) so nothing is hard-coded. Stages are the
 # stretches between those modules. Freezing is `requires_grad=False` **and** eval-mode BatchNorm, kept through
-# every `.train()` call. The parameters sit in the last stages; the compute sits in the first.
+# every `.train()` call. The parameters sit in the last stages; the compute is spread about evenly over a ResNet's
+# stages; the activation memory sits in the first.
 #
 # ## Open questions
 #
 # 1. A pretrained backbone's BatchNorm statistics come from ImageNet photos; the arena images are flat-shaded
 #    renders. When would you rather *unfreeze* BatchNorm statistics while keeping the weights frozen?
-# 2. EfficientNet-B0's features have 3× fewer parameters than ResNet-18's, yet they are not faster on a CPU. What dominates the cost
-#    of a conv net on a CPU, if not parameters?
-# 3. Why do detectors take the stride-8 level but not the stride-4 one, even though the halo data set is full
-#    of heads smaller than 8 pixels?
+# 2. EfficientNet-B0's features have far fewer parameters (figure above) and multiply-adds (printed above) than
+#    ResNet-18's. Time both on your CPU: is it faster by the same factor? What costs, if not parameters and
+#    multiply-adds?
+# 3. The demo config takes strides 4/8/16 and leaves stride 32 out. What does it give up, and what would a
+#    four-level model (4/8/16/32) cost?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answers.**
+#
+# 1. When the new images' statistics differ strongly from ImageNet's (flat-shaded renders, infrared, medical
+#    scans) *and* the batches are large enough for reliable batch statistics (a few dozen images per device).
+#    A cheaper middle way keeps the weights frozen and only re-estimates the running statistics with a few
+#    forward passes over the new data in train mode (the idea of AdaBN, Li et al. 2016). With batches of 8, as
+#    here, batch statistics are noisy, which is why frozen stages keep theirs.
+# 2. Usually not: on a CPU a conv net is often limited by memory traffic rather than arithmetic. EfficientNet's
+#    depthwise convs do little arithmetic per byte they read, and its expanded (inverted-bottleneck) activations
+#    are large — compare the activation totals printed above. Many small layers also pay a fixed overhead each.
+#    Measure with `torch.utils.benchmark` before choosing a backbone for its parameter count.
+# 3. It gives up the coarsest level, whose cells see the most context: the largest arena bodies (about a third
+#    of the frame) must now be predicted from the stride-16 level, whose receptive field (Chapter 3 computes it)
+#    is still larger than those bodies. It saves ResNet-18's last stage — most of the parameters (printed above) —
+#    and one level of neck and head. Adding stride 32 back would add a 10 × 10 level, few points next to the
+#    stride-4 level's 80 × 80, and that stage's parameters and multiply-adds.

@@ -2,7 +2,7 @@
 # # Chapter 3 · The neck: FPN + PAN
 #
 # The backbone (Chapter 2) gives three maps: C3 at stride 8 is sharp but has seen little context, C5 at stride
-# 32 has seen a third of the image but is coarse. An object is best *detected* on the level that matches its
+# 32 has a receptive field larger than the whole 320-pixel input (computed in section 3) but is coarse. An object is best *detected* on the level that matches its
 # size, but every level should know both *what* (semantics from C5) and *where* (detail from C3). The
 # **neck** mixes the levels:
 #
@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from course import arena_dir, check
 from course.reference import ch03 as reference
+from detector.config import load_config
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, FpnPan
 
@@ -67,6 +68,10 @@ class ConvBnAct(nn.Sequential):
 # not, a ResNet rounds *up* at every stride-2 step (`ceil(H / 2)`): a 100-pixel input gives maps of 13, 7 and 4
 # cells, and `2 × 4 = 8 ≠ 7`. So upsample to the lateral's **size**, not by a factor of 2.
 #
+# **Predict, then run.** A `2 × 2` coarse map `[[1, 2], [3, 4]]` is upsampled to `4 × 4` and added to a lateral
+# map of zeros. Write down the `4 × 4` result before you run the cell under the exercise: which output cells get
+# the value 3?
+#
 # **Exercise 3.1** — write `upsample_add(coarse, lateral)`.
 
 
@@ -88,6 +93,9 @@ def upsample_add(coarse: Tensor, lateral: Tensor) -> Tensor:
 # %%
 upsample_add = check("3.1", upsample_add, fallback=reference.upsample_add)
 print(upsample_add(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), torch.zeros(1, 1, 4, 4))[0, 0])
+
+# %% [markdown]
+# Every coarse cell becomes a `2 × 2` block: the 3 (row 1, column 0 of the coarse map) fills rows 2–3, columns 0–1.
 
 # %% [markdown]
 # ## 2. FPN: the top-down path
@@ -137,7 +145,41 @@ TopDown = check("3.2", TopDown)
 # ## 3. PAN: the bottom-up path
 #
 # After FPN, the fine level knows about semantics, but the coarse level's knowledge of *where exactly* comes
-# from the top of the backbone, 50+ layers away from the pixels. PAN adds a short bottom-up path:
+# from the top of the backbone, many layers away from the pixels (ResNet-18's C5 is 17 convs deep, as counted
+# below; ResNet-50's, 49). How far C5 "sees" follows from the kernels and strides along the way: each `k × k` conv adds
+# `(k - 1) · j` pixels to the receptive field, where `j` is the product of the strides before it. Counted along
+# the main path of the blocks (the shortcut's 1×1 convs add nothing):
+
+# %%
+def main_path_layers(model: nn.Module) -> list[nn.Module]:
+    """The convs and max-pools of a timm ResNet in forward order, without the 1×1 shortcut ("downsample") convs."""
+    return [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)) and "downsample" not in name
+    ]
+
+
+def receptive_field(layers: list[nn.Module]) -> int:
+    """Theoretical receptive field in input pixels after ``layers`` (each with ``kernel_size`` and ``stride``)."""
+    field, jump = 1, 1
+    for layer in layers:
+        kernel = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+        stride = layer.stride if isinstance(layer.stride, int) else layer.stride[0]
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+resnet18 = Backbone("resnet18", out_indices=(2, 3, 4)).model
+layers = main_path_layers(resnet18)
+convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+print(f"resnet18 C5: {len(convs)} convs deep, receptive field {receptive_field(layers)} px (input: 320 px)")
+
+# %% [markdown]
+# The *theoretical* receptive field is larger than the image; the *effective* one — where the output actually
+# depends on the input — is much smaller and concentrated near the centre of that field (Luo et al. 2016). Either
+# way, C5's cells are far from the pixels. PAN adds a short bottom-up path:
 #
 # $$N_3 = F_3, \qquad N_l = \mathrm{out}'_l\big(F_l + \mathrm{down}_l(N_{l-1})\big),$$
 #
@@ -377,17 +419,31 @@ except RuntimeError as error:
     print("upsampling by a factor instead of to a size:", str(error).splitlines()[0])
 
 # %% [markdown]
-# The neck still works for 330 or 100 pixels (upsampling *to a size*), but three things go wrong quietly:
+# Does nearest resizing to a size still pair each fine cell with "its" coarse cell — fine cell `k` with coarse
+# cell `⌊k / 2⌋`, the one that covers it — when the coarse map has `ceil(H / 2)` cells? Nearest resizing reads
+# source cell `⌊k · h / H⌋`; with `h = ceil(H / 2)` that is `⌊k / 2⌋` for every `k` (a one-line proof for odd
+# `H = 2m + 1`: `k (m + 1) / (2m + 1)` never reaches the next integer). Checked for every size up to 512:
+
+# %%
+pairing = []
+for fine_size in range(1, 513):
+    coarse_size = math.ceil(fine_size / 2)
+    index = torch.arange(coarse_size, dtype=torch.float32).view(1, 1, 1, -1)
+    source = F.interpolate(index, size=(1, fine_size), mode="nearest")[0, 0, 0]  # the coarse cell each fine cell reads
+    pairing.append(torch.equal(source, torch.arange(fine_size) // 2))
+print(f"fine cell k reads coarse cell k // 2 for all {len(pairing)} sizes: {all(pairing)}")
+
+# %% [markdown]
+# So the levels stay aligned cell by cell. What does go wrong for 330 or 100 pixels:
 #
-# - **misalignment**: with 21 P4 cells under 11 P5 cells, nearest resizing maps P4 cell `k` to P5 cell
-#   `floor(k · 11 / 21)` instead of `floor(k / 2)`, so some fine cells receive context from the wrong coarse cell;
 # - **cells outside the image**: 11 cells of stride 32 cover 352 pixels, so the last P5 cell is mostly padding
 #   the convs invented, and its point (Chapter 5) at `(10 + 0.5) · 32 = 336` lies outside the 330-pixel image;
 # - **levels disagree about the border**: P3 covers 336 pixels, P4 336, P5 352.
 #
 # That is why the letterbox size (Chapter 1) is a **multiple of the largest stride**: with `S = 320 = 10 · 32`
 # every level has exactly `S / s` cells, every coarse cell covers exactly a 2 × 2 block of finer cells, and every
-# point lies inside the image. The grey letterbox padding costs a little compute; misaligned levels cost accuracy.
+# point lies inside the image. The grey letterbox padding costs a little compute; cells that hang over the border
+# see invented padding and give the levels different borders.
 #
 # ## What the package does differently
 #
@@ -395,10 +451,16 @@ except RuntimeError as error:
 #   `top_down.` / `bottom_up.` prefixes. It checks the number of input levels and names the mismatch.
 # - It also resizes after the stride-2 convs when sizes differ (backbones that round down, e.g. some
 #   transformers), and skips the resize when they agree, so ResNet inputs pay nothing.
-# - Width 96 for the CPU demo, 256 for the halo recipe (`model.neck_width` in the config). YOLOv8 additionally
+# - The width is `model.neck_width` in the config (the shipped configs' values are printed below). YOLOv8 additionally
 #   uses CSP blocks (a split, a few bottlenecks, a concat) instead of single 3×3 convs, and concatenates instead of
 #   adding; the idea — two passes, top-down then bottom-up — is the same.
 #
+# %%
+for name in ("arena_cpu", "halo_r50", "roboflow"):
+    config = load_config(name)
+    print(f"{name:10s} backbone {config.model.backbone:9s} out_indices {list(config.model.out_indices)} neck_width {config.model.neck_width}")
+
+# %% [markdown]
 # ## Summary
 #
 # FPN brings semantics down (1×1 lateral convs to a common width, nearest upsampling, addition, 3×3 output
@@ -413,3 +475,18 @@ except RuntimeError as error:
 # 2. Would a stride-4 level (P2) help the arena's 5-pixel heads? What would it cost in points and memory?
 # 3. BiFPN (EfficientDet) repeats top-down + bottom-up several times with learned weights per input. When is a
 #    second round worth its compute?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answers.**
+#
+# 1. A 3×3 conv costs `9 · C_in · C_out` parameters: after concatenating two maps of width `w` its input has
+#    `2w` channels, so it doubles. It buys freedom: the conv can weigh the two sources differently per channel
+#    instead of adding them with weight 1, and the levels no longer need one common width before merging.
+# 2. Yes for the heads that contain no stride-8 point at all: only a finer grid gives them a candidate point
+#    (Chapter 5 measures the share). It costs 4× the points of the stride-8 level (an 80 × 80 level on 320 pixels)
+#    and its activations, in the neck and in the head — the head runs its towers on every point. The demo config
+#    pays that and drops stride 32 instead (Chapter 2).
+# 3. When objects of very different sizes must share information in both directions more than once — crowded
+#    scenes with large and small objects — and the backbone is weak relative to the neck. EfficientDet found
+#    repeated rounds worth it in accuracy per FLOP for its compound-scaled models; on a small CPU model, a second
+#    round costs as much as the first and its gain is best measured, not assumed.

@@ -30,6 +30,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from course import arena_dir, check
 from course.reference import ch04 as reference
+from detector.config import load_config
 from detector.boxes import make_points
 from detector.data import CocoDetection, eval_transforms
 from detector.model import Backbone, DecoupledHead, FpnPan
@@ -42,8 +43,8 @@ image, target = CocoDetection(arena / "train", transforms=eval_transforms(320))[
 # %% [markdown]
 # ## 1. The prior-probability bias
 #
-# A 320-pixel image has `40² + 20² + 10² = 2100` points and a handful of objects: almost every (point, class)
-# pair is background. A freshly initialised last layer outputs logits near 0, i.e. probabilities near 0.5 for
+# A 320-pixel image has thousands of points (the counts for two stride sets are printed below) and a handful
+# of objects: almost every (point, class) pair is background. A freshly initialised last layer outputs logits near 0, i.e. probabilities near 0.5 for
 # all of them — the network starts out claiming an object of every class everywhere, and the loss of those
 # thousands of easy negatives swamps the few positives in the first steps (training can even diverge).
 #
@@ -54,6 +55,14 @@ image, target = CocoDetection(arena / "train", transforms=eval_transforms(320))[
 # b = -\log\frac{1 - \pi}{\pi}.$$
 #
 # For `π = 0.01`, `b = -log 99 ≈ -4.595`.
+
+# %%
+demo = load_config("arena_cpu").model
+demo_strides = Backbone(demo.backbone, out_indices=demo.out_indices).strides  # the demo's levels (Chapter 2)
+for strides in ([8, 16, 32], demo_strides):
+    print(f"strides {strides} on 320 px: {sum((320 // s) ** 2 for s in strides)} points")
+
+# %% [markdown]
 #
 # **Exercise 4.1** — write `prior_bias(prior_prob)`.
 
@@ -89,6 +98,11 @@ print(
 # The classic mistake is `m.reshape(B, -1, K)` straight from `[B, K, H, W]`: it has the right shape and mixes
 # channels with positions. Move the channel axis last first.
 #
+# **Predict, then run.** One level, `B = 1`, `K = 2` channels on a `2 × 2` map: channel 0 holds `[[0, 1], [2, 3]]`,
+# channel 1 holds `[[4, 5], [6, 7]]` (that is `torch.arange(8.).view(1, 2, 2, 2)`). Write down the `[1, 4, 2]`
+# result of a correct flattening, and the one that `reshape(1, -1, 2)` straight from `[1, 2, 2, 2]` gives. The cell
+# under the exercise prints both.
+#
 # **Exercise 4.2** — write `flatten_levels(maps)`.
 
 
@@ -109,6 +123,13 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
 
 # %%
 flatten_levels = check("4.2", flatten_levels, fallback=_flatten)
+tiny = torch.arange(8.0).view(1, 2, 2, 2)  # [B=1, K=2, H=2, W=2]
+print("flatten_levels:", flatten_levels([tiny])[0].tolist())
+print("reshape only:  ", tiny.reshape(1, -1, 2)[0].tolist())
+
+# %% [markdown]
+# Each row must be one cell's two channels — `(0, 4), (1, 5), (2, 6), (3, 7)`, row-major. The bare reshape pairs
+# neighbouring *cells* of one channel, `(0, 1), (2, 3), …`: the right shape, the wrong numbers.
 
 # %% [markdown]
 # A visual proof of the order: write each cell's own centre `((j + 0.5)·s, (i + 0.5)·s)` into a two-channel map,
@@ -172,10 +193,10 @@ SharedTower = check("4.3", SharedTower, fallback=_SharedTower)
 # %% [markdown]
 # ## 4. The decoupled head
 #
-# YOLOv3 predicted classes and boxes with one conv on one feature map. YOLOX (Ge et al. 2021) showed that the two
-# tasks pull the features in different directions — classification wants features that are invariant to small
-# shifts, regression wants features that change with them — and **decoupled** them: a classification tower and a
-# regression tower. The objectness / IoU branch asks "how good is my box?", a localisation question, so it sits
+# YOLOv3 predicted classes and boxes with one conv on one feature map. The two tasks pull the features in
+# different directions — classification wants features that are invariant to small shifts, regression wants
+# features that change with them (Song et al. 2020; Wu et al. 2020) — and YOLOX (Ge et al. 2021) brought the
+# **decoupled** head to the YOLO family: a classification tower and a regression tower. The objectness / IoU branch asks "how good is my box?", a localisation question, so it sits
 # on the **regression** tower.
 #
 # Per level `l` with stride `s_l`:
@@ -305,12 +326,18 @@ ax_loss.set_title("initial loss of the all-background targets (dashed: one posit
 ax_loss.legend(loc="upper right", fontsize=8)
 plt.tight_layout()
 plt.show()
+for name in outputs:
+    print(
+        f"{name:15s} background / one positive: BCE {losses[name]['BCE'] / positive_cost['BCE']:.2g}×, "
+        f"focal {losses[name]['focal'] / positive_cost['focal']:.2g}×"
+    )
 
 # %% [markdown]
-# Without the prior, the background costs about a hundred times what a positive costs, with BCE and with focal
-# loss alike, and the first gradient steps mostly teach "everything is background". With the prior, the BCE of the
-# background is comparable to one or two positives, and under focal loss the negatives are *easy from the first
-# step* — their loss is negligible, and the gradients of the first steps go to the positives.
+# The ratios printed under the figure tell the story. Without the prior, the background costs orders of magnitude
+# more than a positive, with BCE and with focal loss alike, and the first gradient steps mostly teach "everything
+# is background". With the prior, the BCE of the background is of the order of one positive, and under focal loss
+# the negatives are *easy from the first step* — their loss is small next to a positive's, and the gradients of
+# the first steps go to the positives.
 #
 # ## What the package does differently
 #
@@ -335,5 +362,20 @@ plt.show()
 #    change for an enemy-head inside an enemy box?
 # 2. Why does a box distance predicted in units of the stride (then × `s_l`) train better than one predicted in
 #    pixels directly?
-# 3. YOLOv8 replaces the objectness branch by a classification target that *is* the IoU (the TAL soft targets of
-#    Chapter 6). What is lost and what is gained by dropping the separate branch?
+# 3. YOLOv8 has no objectness branch: its classification target itself carries the localisation quality (the TAL
+#    soft targets of Chapter 6). What is lost and what is gained by dropping the separate branch?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answers.**
+#
+# 1. A softmax makes the classes compete: a point inside both an enemy box and that enemy's head box would have
+#    to split its probability between "enemy" and "enemy-head", and a confident head would lower the body's score.
+#    With independent sigmoids both can be high, and "nothing here" is simply all scores low — no background class
+#    to balance against thousands of negatives.
+# 2. The same conv weights serve every level. In stride units, an object that fills a few cells has distances of a
+#    few units on every level, so the outputs — and their gradients — have the same range everywhere; in pixels, P5
+#    would need outputs 4× larger than P3 from the same weights. The per-level `scale` then only fine-tunes.
+# 3. Gained: one branch less, and no mismatch between a class score trained without localisation and a separate
+#    quality score — the ranking score used by NMS is trained directly to be high only where the box is good.
+#    Lost: an explicit, class-agnostic "how good is my box" that can be combined with the class score at test time
+#    (this package's `sqrt(cls · obj)`), and a localisation signal that does not depend on the class being right.
