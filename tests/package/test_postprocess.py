@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.ops import nms
 
-from detector.postprocess import detection_scores, postprocess
+from detector.postprocess import detection_scores, postprocess, select_detections
 
 
 class Outputs(NamedTuple):
@@ -122,3 +122,17 @@ def test_max_det_and_half_precision() -> None:
     (got,) = postprocess(half, score_thresh=0.0, max_det=5, nms_iou=0.99)
     assert got["scores"].shape == (5,) and got["scores"].dtype == torch.float32
     assert torch.all(got["scores"][:-1] >= got["scores"][1:])
+
+
+def test_agnostic_nms_suppresses_across_classes() -> None:
+    # two points whose boxes overlap with IoU 0.8 (hand-computed: 80 / 100), the first scoring higher for
+    # class 0, the second for class 1; a third, disjoint box
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 8], [50.0, 50, 60, 60]])
+    scores = torch.tensor([[0.9, 0.0], [0.0, 0.8], [0.0, 0.7]])
+    per_class = select_detections(scores, boxes, 0.05, 1000, 0.6, 100)
+    assert per_class["labels"].tolist() == [0, 1, 1]
+    agnostic = select_detections(scores, boxes, 0.05, 1000, 0.6, 100, agnostic_nms=True)
+    assert agnostic["labels"].tolist() == [0, 1] and agnostic["scores"].tolist() == pytest.approx([0.9, 0.7])
+    # the same as one torchvision nms over every candidate, whatever its class
+    candidates = scores.max(1)
+    assert nms(boxes, candidates.values, 0.6).tolist() == [0, 2]

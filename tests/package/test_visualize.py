@@ -10,9 +10,11 @@ from matplotlib.figure import Figure
 
 from detector.visualize import (
     FP_TYPES,
+    caption_layout,
     confusion_matrix,
     confusion_matrix_chart,
     draw_detections,
+    drawing_sizes,
     error_breakdown,
     error_breakdown_chart,
     per_class_ap_chart,
@@ -117,3 +119,31 @@ def test_confusion_matrix_hand_built() -> None:
     expected[3, 1] = 1  # a class-1 prediction on background
     expected[1, 3] = 1  # the class-1 GT of image 2 missed
     assert torch.equal(confusion_matrix(preds, targets, num_classes=3), expected)
+
+
+def test_drawing_scales_with_the_image_size() -> None:
+    assert drawing_sizes(320, 320) == (2, 10)  # the minimum line and font of a small image
+    assert drawing_sizes(3000, 4000) == (round(4000 / 320), round(4000 / 80))
+    image = torch.zeros(3, 3000, 4000, dtype=torch.uint8)
+    drawn = draw_detections(image, T([[1000.0, 1000, 2000, 2000]]), T([0]), T([0.9]))
+    line = drawing_sizes(3000, 4000)[0]
+    row = drawn[:, 1500, 990:1040].sum(0) > 0
+    assert int(row.sum()) == line, "the box edge is as wide as drawing_sizes says"
+
+
+def test_captions_never_overlap_and_the_best_keep_theirs() -> None:
+    # 200 crowded boxes: captions of 40 x 12 px would cover each other
+    torch.manual_seed(0)
+    corners = torch.rand(200, 2) * 300
+    boxes = torch.cat([corners, corners + 20], 1).tolist()
+    layout = caption_layout(boxes, [(40, 12)] * len(boxes), (320, 320))
+    rects = [rect for _, rect in layout]
+    assert 0 < len(rects) < len(boxes) and layout[0][0] == 0, "the first (best) box keeps its caption"
+    for i, a in enumerate(rects):
+        assert a[0] >= 0 and a[2] <= 320 and a[1] >= 0 and a[3] <= 320, "inside the image"
+        for b in rects[i + 1 :]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], f"{a} overlaps {b}"
+    # room above the box: the caption sits on top of it; none (box at the top edge): inside it
+    assert caption_layout([[50, 30, 90, 60]], [(40, 12)], (100, 100)) == [(0, (50, 18, 90, 30))]
+    assert caption_layout([[50, 0, 90, 60]], [(40, 12)], (100, 100)) == [(0, (50, 0, 90, 12))]
+    assert caption_layout([[90, 30, 99, 60]], [(40, 12)], (100, 100)) == [(0, (60, 18, 100, 30))]
