@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from course.paths import BUILD_DIR, REPO_ROOT, SOLUTIONS_DIR, chapter_files
-
-SITE_DIR = BUILD_DIR / "site"
-
-
-@pytest.fixture(scope="module")
-def built_site():
-    """Executed chapters into site/chapters (reusing the nbval run's outputs), then a strict build."""
-    subprocess.run([sys.executable, "-m", "course.notebooks", "site"], cwd=REPO_ROOT, check=True)
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(SITE_DIR)]
-    result = subprocess.run(mkdocs, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
-    return SITE_DIR
+from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 
 
 @pytest.mark.parametrize("solution", chapter_files(SOLUTIONS_DIR), ids=lambda p: p.stem)

@@ -1,0 +1,84 @@
+"""``make record-demo`` keeps a finished run's figures and picture; the landing page is rendered from them."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from course import demo
+
+CLASSES = ["enemy", "enemy-head", "friendly", "friendly-head"]
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """What ``detector train`` leaves in runs/<name>/, reduced to what the recorder reads."""
+    run = tmp_path / "runs" / "arena_cpu"
+    run.mkdir(parents=True)
+    epochs = [
+        {
+            "epoch": 1,
+            "step": 150,
+            "loss": 7.1,
+            "val_map": 0.21,
+            "val_map_50": 0.5,
+            "val_per_class_ap50": [0.6] * 4,
+        },
+        {"epoch": 2, "step": 300, "loss": 5.9},  # no evaluation this epoch
+        {
+            "epoch": 3,
+            "step": 412,
+            "loss": 5.2,
+            "val_map": 0.4412,
+            "val_map_50": 0.7861,
+            "val_per_class_ap50": [0.921, 0.655, 0.934, 0.634],
+        },  # fmt: skip
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    config = {"name": "arena_cpu", "model": {"backbone": "resnet18", "pretrained": None},
+              "data": {"image_size": 320}, "train": {"max_minutes": 12.5}}  # fmt: skip
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.save({"class_names": CLASSES}, run / "last.pt")
+    Image.new("RGB", (2800, 1400), (40, 90, 160)).save(run / "predictions.png")
+    start = 1_790_000_000.0
+    os.utime(run / "config.yaml", (start, start))
+    os.utime(run / "predictions.png", (start + 630.0, start + 630.0))  # 10.5 minutes later
+    return run
+
+
+def test_record_keeps_the_last_evaluated_epoch(run_dir, tmp_path):
+    out = tmp_path / "demo"
+    record = demo.record(run_dir, out)
+    assert (record["epoch"], record["step"], record["map"], record["map_50"]) == (3, 412, 0.4412, 0.7861)
+    assert record["per_class_ap50"] == dict(zip(CLASSES, [0.921, 0.655, 0.934, 0.634], strict=True))
+    assert record["train_minutes"] == pytest.approx(10.5)
+    assert record["date"] == "2026-09-21T14:23:50+00:00"  # 1_790_000_630 s after the epoch, in UTC
+    assert json.loads((out / demo.RECORD_NAME).read_text()) == record
+    with Image.open(out / demo.PICTURE_NAME) as picture:
+        assert picture.size == (demo.PICTURE_MAX_WIDTH, 700) and picture.format == "JPEG"
+
+
+def test_landing_caption_shows_the_recorded_figures(run_dir, tmp_path):
+    demo.record(run_dir, tmp_path)
+    text = demo.render_markdown(tmp_path, picture_uri="assets/demo/predictions.jpg")
+    assert text.startswith("![The trained detector on validation images](assets/demo/predictions.jpg)")
+    for part in ("resnet18 from scratch, 320 px, 412 steps in 10.5 minutes", "mAP 0.44, mAP50 0.79",
+                 "enemy 0.92, enemy-head 0.66, friendly 0.93, friendly-head 0.63", "Recorded 2026-09-21 at commit"):  # fmt: skip
+        assert part in text, f"{part!r} not in {text!r}"
+
+
+def test_without_a_record_the_page_says_so(tmp_path):
+    assert demo.render_markdown(tmp_path) == demo.NO_RECORD
+
+
+def test_an_unfinished_run_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"metrics\.jsonl: not found; run `make train` first"):
+        demo.record(tmp_path, tmp_path / "demo")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 10, "loss": 9.0}) + "\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl: no epoch with validation metrics"):
+        demo.record(tmp_path, tmp_path / "demo")
