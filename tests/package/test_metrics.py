@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pycocotools.coco import COCO  # the reference: in the test extra, so a missing one fails, not skips
+from pycocotools.cocoeval import COCOeval
 
 from detector.data import CocoDetection, eval_transforms
 from detector.inference import _original_target
 from detector.metrics import METRIC_KEYS, coco_evaluate, coco_map, per_class_ap
-
-pycocotools = pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 IMAGE_SIZE = 320.0
 

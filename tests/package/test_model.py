@@ -188,7 +188,6 @@ def test_build_detector_accepts_config_dict_and_checks_num_classes() -> None:
 
 
 def test_predict_returns_per_image_dicts_and_restores_mode(resnet_detector: Detector) -> None:
-    pytest.importorskip("detector.postprocess", reason="detector.postprocess (helper EVAL) not written yet")
     model = resnet_detector.train()
     results = model.predict(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), score_thresh=0.0)
     assert model.training
