@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Recorder, add_threads_argument, result_path, set_threads
+from benchmarks.peers import train_curve
 from detector.data import CocoDetection, ensure_arena
 from detector.metrics import coco_map
 
@@ -145,26 +145,13 @@ def train_yolo(
 
 
 def train_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """``detector train`` (``arena_cpu`` settings) on the same data, budget, size and batch; its per-epoch curve.
-
-    Validation runs after every epoch (``detector train`` pauses nothing: its clock, ``elapsed_seconds``,
-    includes those evaluations, which only costs ours).
-    """
-    from detector.api import train
-
+    """``detector train`` (``--config``) on the same data, budget, size and batch; its per-epoch curve."""
     overrides = {
         "data.root": str(args.data), "data.arena": None, "data.train_split": args.train_split,
         "data.val_split": args.val_split, "data.image_size": args.imgsz, "data.batch_size": args.batch,
-        "data.workers": args.workers, "train.max_minutes": args.minutes, "train.eval_every": 1,
-        "train.out_dir": str(out), "seed": args.seed, "name": "ours",
+        "data.workers": args.workers, "train.max_minutes": args.minutes, "seed": args.seed,
     }  # fmt: skip
-    result = train(args.config, overrides)
-    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    curve = [
-        {"epoch": r["epoch"], "train_seconds": r["elapsed_seconds"],
-         **{k.removeprefix("val_"): v for k, v in r.items() if k.startswith("val_")}}
-        for r in records if "val_map" in r
-    ]  # fmt: skip
+    curve = train_curve(args.config, overrides, out, "ours")
     return {"label": f"ours (detector, {args.config})", "curve": curve, "final": curve[-1] if curve else {}}
 
 

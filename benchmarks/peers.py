@@ -23,7 +23,9 @@ tower, GroupNorm) and ``min_size = max_size = S`` so that its transform does not
 from __future__ import annotations
 
 import functools
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -57,6 +59,27 @@ def ours_config(recipe: str = "default", overrides: list[str] | None = None) -> 
     if recipe == "seed":
         config.loss = load_config("seed").loss
     return config
+
+
+def train_curve(
+    config: str | Config, overrides: dict[str, Any], out_dir: Path, name: str
+) -> list[dict[str, Any]]:
+    """Run ``detector.train`` (validation after every epoch) and return its learning curve.
+
+    Returns:
+        one point per epoch: ``epoch``, ``train_seconds`` (the run's clock, evaluations included, which only
+        costs ours) and the validation metrics (``map``, ``map_50``, …).
+    """
+    from detector.api import train
+
+    settings = {**overrides, "train.eval_every": 1, "train.out_dir": str(out_dir), "name": name}
+    result = train(config, settings)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {"epoch": r["epoch"], "train_seconds": r["elapsed_seconds"],
+         **{key.removeprefix("val_"): value for key, value in r.items() if key.startswith("val_")}}
+        for r in records if "val_map" in r
+    ]  # fmt: skip
 
 
 def amp_dtype_for(device: torch.device, train: TrainConfig | None = None) -> torch.dtype | None:

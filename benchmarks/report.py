@@ -216,8 +216,25 @@ def section_yolo(record: dict[str, Any]) -> str:
     return text
 
 
+def section_loss(record: dict[str, Any]) -> str:
+    settings, parts = record["settings"], []
+    for data, rows in record["summary"].items():
+        table = [[f"`{loss}`" + (" (calibrated)" if loss != "focal" else ""), f"{row['map_mean']:.4f}",
+                  f"{row['map_min']:.4f} – {row['map_max']:.4f}", f"{row['map_50_mean']:.4f}", row["seeds"]]
+                 for loss, row in rows.items()]  # fmt: skip
+        parts.append(
+            f"**{data}**\n\n"
+            + _table(["loss.cls", "mAP (mean)", "range over seeds", "mAP50", "seeds"], table)
+        )
+    best = record.get("best_calibrated")
+    parts.append(f"Each run: `{settings['config']}`, {settings['minutes']} min of training. "
+                 f"Best calibrated loss: `{best}`.")  # fmt: skip
+    return "\n\n".join(parts)
+
+
 # Benchmarks that `make bench` does not run (an optional extra, long budgets): how to measure them.
 NOT_IN_MAKE_BENCH = {
+    "loss": "run `python -m benchmarks.bench_loss` (4 losses × 2 seeds × the budget)",
     "yolo": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo`',
 }
 
@@ -229,6 +246,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("Data loading (row 5)", "data", section_data),
     ("Quality at equal training time", "quality", section_quality),
     ("Against ultralytics YOLO at equal wall-clock", "yolo", section_yolo),
+    ("Classification loss ablation", "loss", section_loss),
     ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
 ]
 

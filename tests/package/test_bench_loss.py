@@ -1,0 +1,42 @@
+"""The loss ablation: its summary over seeds and its choice among the calibrated losses, and a smoke run."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from course.paths import REPO_ROOT
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import bench_loss, report  # noqa: E402
+
+
+def _run(loss, seed, data, value):
+    return {"loss": loss, "seed": seed, "data": data, "final": {"map": value, "map_50": 2 * value}}
+
+
+def test_summary_over_seeds_and_the_best_calibrated_loss_ignores_focal():
+    runs = [_run("qfl", 0, "a", 0.30), _run("qfl", 1, "a", 0.34), _run("focal", 0, "a", 0.50),
+            _run("focal", 1, "a", 0.52), _run("bce", 0, "a", 0.31), _run("bce", 1, "a", 0.29),
+            _run("qfl", 0, "b", 0.20), _run("focal", 0, "b", 0.9), _run("bce", 0, "b", 0.25)]  # fmt: skip
+    table = bench_loss.summarise(runs)
+    assert table["a"]["qfl"] == pytest.approx(
+        {"map_mean": 0.32, "map_min": 0.30, "map_max": 0.34, "map_50_mean": 0.64, "seeds": 2}
+    )
+    # means over data sets: qfl (0.32 + 0.20) / 2 = 0.26, bce (0.30 + 0.25) / 2 = 0.275; focal is never chosen
+    assert bench_loss.best_calibrated(table) == "bce"
+    page = report.section_loss({"summary": table, "best_calibrated": "bce",
+                                "settings": {"config": "arena_cpu", "minutes": 5}})  # fmt: skip
+    assert "| `qfl` (calibrated) | 0.3200 | 0.3000 – 0.3400 | 0.6400 | 2 |" in page
+    assert "| `focal` | 0.5100 |" in page
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_each_loss(tmp_path):
+    record = bench_loss.main(["--smoke", "--losses", "qfl", "focal", "--out", str(tmp_path / "loss.json")])
+    assert set(record["summary"]["arena"]) == {"qfl", "focal"}
+    assert record["best_calibrated"] == "qfl"
+    assert (tmp_path / "loss.json").exists()
