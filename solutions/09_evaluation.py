@@ -220,7 +220,7 @@ def match_detections(
         exactly equal IoU the one with the higher index wins, as in pycocotools;
         ``ignored`` bool ``[K]``: detections matched to an ignored GT.
     """
-    ### BEGIN SOLUTION Exercise 9.3 · match_detections: score order, best free GT, normal before ignored, later GT on ties
+    ### BEGIN SOLUTION Exercise 9.3 · match_detections: best free GT in score order, as pycocotools breaks ties
     num_dets, num_gts = iou.shape
     crowd = torch.zeros(num_gts, dtype=torch.bool) if gt_crowd is None else gt_crowd
     matched_gt = torch.full((num_dets,), -1, dtype=torch.int64)
@@ -354,7 +354,7 @@ def coco_map(predictions: list[dict], targets: list[dict]) -> dict[str, float]:
 
     The teaching version: plain loops, clarity over speed. ``detector.metrics.coco_map`` calls a C++ COCOeval.
     """
-    ### BEGIN SOLUTION Exercise 9.6 · coco_map: AP per class, size range and threshold, averaged over the valid ones
+    ### BEGIN SOLUTION Exercise 9.6 · coco_map: AP per class, size and threshold, averaged where defined
     classes = sorted(
         {int(c) for t in targets for c in t["labels"]} | {int(c) for p in predictions for c in p["labels"]}
     )

@@ -94,7 +94,7 @@ def draw_boxes(
     Returns:
         A new ``uint8 [3, H, W]`` image.
     """
-    ### BEGIN SOLUTION Exercise 10.1 · draw_boxes: one fixed colour per class, a caption per box, torchvision draws
+    ### BEGIN SOLUTION Exercise 10.1 · draw_boxes: one colour per class and a caption per box
     if len(boxes) == 0:
         return image.clone()
     names = [class_names[int(label)] if class_names else str(int(label)) for label in labels]
@@ -145,7 +145,7 @@ def gt_vs_prediction_panel(
     Returns:
         The matplotlib figure (two axes, one image each).
     """
-    ### BEGIN SOLUTION Exercise 10.2 · gt_vs_prediction_panel: two panels drawn alike, only confident predictions
+    ### BEGIN SOLUTION Exercise 10.2 · gt_vs_prediction_panel: truth and confident predictions, side by side
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 5))
     left.imshow(
         draw_boxes(image, target["boxes"], target["labels"], None, class_names).permute(1, 2, 0).numpy()
@@ -200,7 +200,7 @@ def assigned_points(outputs, target: dict, assigner: TaskAlignedAssigner) -> tup
     Returns:
         ``points [P, 2]``, ``gt_index [P]`` (index into ``target["boxes"]``) and ``strides [P]`` of the P positives.
     """
-    ### BEGIN SOLUTION Exercise 10.3 · assigned_points: ask the assigner what the loss would ask it, keep the positives
+    ### BEGIN SOLUTION Exercise 10.3 · assigned_points: the assigner fed as the loss feeds it
     gt_labels, gt_boxes, gt_mask = pad_targets([target])
     pred_scores = outputs.cls_logits.detach().float().sigmoid()  # [1, N, C]
     pred_boxes = ltrb_to_xyxy(outputs.points, outputs.box_ltrb.detach().float())  # [1, N, 4]
@@ -325,7 +325,7 @@ def error_breakdown(
     Returns:
         ``{"tp": int, "fp": {type: int for type in FP_TYPES}, "fn": {size: int for size in SIZE_NAMES}}``.
     """
-    ### BEGIN SOLUTION Exercise 10.4 · error_breakdown: match in score order, then give each miss its first fitting type
+    ### BEGIN SOLUTION Exercise 10.4 · error_breakdown: match in score order, then name each error's type
     result = {"tp": 0, "fp": dict.fromkeys(FP_TYPES, 0), "fn": dict.fromkeys(SIZE_NAMES, 0)}
     for prediction, target in zip(predictions, targets, strict=True):
         keep = prediction["scores"] > score_thresh
@@ -383,7 +383,7 @@ def confusion_matrix(
     Returns:
         ``int64 [C + 1, C + 1]``: rows GT class (row ``C``: no GT), columns predicted class (column ``C``: missed).
     """
-    ### BEGIN SOLUTION Exercise 10.5 · confusion_matrix: class-blind pairs by decreasing overlap, leftovers to the margins
+    ### BEGIN SOLUTION Exercise 10.5 · confusion_matrix: class-blind matching by overlap, leftovers in the margins
     matrix = torch.zeros(num_classes + 1, num_classes + 1, dtype=torch.int64)
     for prediction, target in zip(predictions, targets, strict=True):
         keep = prediction["scores"] > score_thresh

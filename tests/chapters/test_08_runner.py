@@ -105,11 +105,12 @@ def _check_against_hand_written_steps(impl) -> None:
     expect(abs(values["grad_norm"] - norm) < 1e-4 * max(1.0, norm),
            f"grad_norm: expected the norm before clipping ({norm:.4f}, what clip_grad_norm_ returns), "
            f"got {values['grad_norm']:.4f}")  # fmt: skip
-    impl.train_step(model, criterion, optimizer, images, targets, 0.5)
-    _reference_step(reference, criterion, ref_optimizer, images, targets, 0.5)
+    # the second step without clipping (grad_clip None): clipping would hide gradients that add up over steps
+    impl.train_step(model, criterion, optimizer, images, targets, None)
+    _reference_step(reference, criterion, ref_optimizer, images, targets, 0.5, clip=False)
     expect(_max_difference(model, reference) < 1e-5,
-           "the first step is right, the second is not: clear the gradients each step (optimizer.zero_grad()); "
-           "backward() adds into .grad")  # fmt: skip
+           "the first step is right, the second (grad_clip None) is not: clear the gradients each step "
+           "(optimizer.zero_grad()), backward() adds into .grad; and grad_clip None means no clipping")  # fmt: skip
 
 
 @exercise("8.1")
@@ -142,11 +143,11 @@ def test_warmup_cosine_hand_computed(impl):
     expect(abs(got[0] - 0.25) < 1e-9, f"step 0 of a 4-step warmup: (0 + 1) / 4 = 0.25, got {got[0]}")
     expect(abs(got[3] - 1.0) < 1e-9 and abs(got[4] - 1.0) < 1e-9,
            f"the warmup ends at 1.0 (step 3) and the cosine starts at 1.0 (step 4); got {got[3]}, {got[4]}")  # fmt: skip
-    expect(abs(got[8] - 0.55) < 1e-9,
-           f"half-way through the cosine (step 8): 0.1 + 0.9 · ½ · (1 + cos(π/2)) = 0.55, got {got[8]}")  # fmt: skip
     expect(abs(got[12] - 0.1) < 1e-9,
            f"the last step (12) must reach the floor min_lr_ratio 0.1, got {got[12]:.4f}: the cosine runs over "
-           "T - 1 - W steps")  # fmt: skip
+           "T - 1 - W steps, so that step T - 1 sits on the floor")  # fmt: skip
+    expect(abs(got[8] - 0.55) < 1e-9,
+           f"half-way through the cosine (step 8): 0.1 + 0.9 · ½ · (1 + cos(π/2)) = 0.55, got {got[8]}")  # fmt: skip
 
 
 @exercise("8.2")

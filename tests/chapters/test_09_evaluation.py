@@ -337,6 +337,9 @@ def test_interpolated_ap_hand_computed(impl):
     expect(abs(half - 0.5) > 1e-9 or abs(half - 51 / 101) < 1e-9,
            "recall 0.5 at precision 1 gives 51/101 = 0.50495 (thresholds 0.00 … 0.50 are reached), not 0.5 "
            "(the area under the curve)")  # fmt: skip
+    expect(abs(half - 1.0) > 1e-9,
+           "recall 0.5 at precision 1 gave AP 1: the recall thresholds above the highest recall reached "
+           "(0.51 … 1.00) contribute precision 0")  # fmt: skip
     expect(
         abs(half - 51 / 101) < 1e-9,
         f"recall 0.5 at precision 1: expected 51/101 = {51 / 101:.5f}, got {half}",
@@ -347,8 +350,9 @@ def test_interpolated_ap_hand_computed(impl):
 
 @exercise("9.5")
 def test_interpolated_ap_uses_the_monotone_envelope(impl):
-    precision = torch.tensor([1.0, 0.5, 2 / 3], dtype=torch.float64)  # TP, FP, TP of 3 GTs
-    recall = torch.tensor([1 / 3, 1 / 3, 2 / 3], dtype=torch.float64)
+    # FP, TP, TP of 2 GTs: the first point that reaches recall 0 or 0.5 has a lower precision than a later one
+    precision = torch.tensor([0.0, 0.5, 2 / 3], dtype=torch.float64)
+    recall = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     got = impl.interpolated_ap(precision, recall)
     expected = _pycocotools_ap(precision.numpy(), recall.numpy())
     raw = float(
@@ -460,10 +464,17 @@ def _random_case(seed: int, num_images: int = 4, num_classes: int = 3) -> tuple[
     return predictions, targets
 
 
+SIZE_KEYS = ("map_small", "map_medium", "map_large")
+
+
 def _compare(got: dict, expected: dict, what: str) -> None:
     expect(isinstance(got, dict), f"coco_map must return a dict, got {type(got).__name__}")
     missing = [key for key in METRIC_KEYS if key not in got]
     expect(not missing, f"missing keys {missing}; expected {list(METRIC_KEYS)}")
+    differ = [key for key in METRIC_KEYS if abs(float(got[key]) - expected[key]) >= 1e-6]
+    expect(not differ or any(key not in SIZE_KEYS for key in differ),
+           f"{what}: only the size ranges differ ({differ}): in a size range, GTs outside it are ignored, and so "
+           "are the detections outside it that match nothing (they are no false positives of that range)")  # fmt: skip
     for key in METRIC_KEYS:
         expect(abs(float(got[key]) - expected[key]) < 1e-6,
                f"{what}: {key} = {float(got[key]):.6f}, pycocotools says {expected[key]:.6f}\n"

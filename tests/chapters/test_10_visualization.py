@@ -279,6 +279,12 @@ def test_confusion_matrix_hand_built(impl):
     # (row enemy, column head); the two enemy boxes on it (0.96, 0.95) and the box on nothing are background
     # detections of class enemy (row 2); the loose head box (IoU 0.25) is a background head; the head GT is missed.
     expected = torch.tensor([[0, 1, 0], [0, 0, 1], [3, 1, 0]])
+    expect(int(got[0, 0]) != 1 or int(got[0, 1]) != 0,
+           "the enemy GT was paired with the first enemy box: visit the (detection, GT) pairs by decreasing IoU, "
+           f"not in score order, and regardless of class (the head box overlaps it most); got\n{got}")  # fmt: skip
+    expect(int(got[0, 1]) == 1,
+           "match regardless of class: the head box on the enemy is a confusion (row enemy, column head), not a "
+           f"background detection; got\n{got}")  # fmt: skip
     expect(torch.equal(got.long(), expected), f"expected\n{expected}\ngot\n{got}")
 
 
