@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from detector.schedule import WarmupCosine
+
 PACE_WINDOW = 60  # steps over which the pace is averaged
 EVAL_STEP_COST = 0.5  # a validation batch costs about this many training steps (forward only + NMS + COCO)
 
@@ -155,6 +157,15 @@ class TimeBudget:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.used_before = float(state["elapsed"])
         self.epoch_end_seconds = state["epoch_end_seconds"]
+
+
+def follow_plan(schedule: WarmupCosine, plan: int, step: int) -> bool:
+    """Re-lay ``schedule`` to end at ``plan`` steps (from ``step``); ``True`` when the plan is "stop now"."""
+    if plan <= step < schedule.total_steps:
+        return True
+    if plan != schedule.total_steps and plan > step:
+        schedule.replan(plan, step)
+    return False
 
 
 def _minutes(seconds: float) -> str:

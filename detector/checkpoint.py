@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.errors import CheckpointError, MissingPathError
+
 CHECKPOINT_FORMAT = 2  # 2: best.pt holds the EMA weights only; the per-step log left the checkpoints
 RESUMABLE = "last"  # the ``kind`` of a checkpoint that can continue a run (best.pt's is "weights")
 
@@ -67,25 +69,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found: give the path of a last.pt or best.pt")
+        raise MissingPathError(f"checkpoint {str(path)!r} not found: give the path of a last.pt or best.pt")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for damaged or foreign files
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} could not be read ({type(error).__name__}: {error})"
         ) from error
 
 
 def check_format(state: dict[str, Any], path: str | Path, resumable: bool = False) -> None:
-    """Raise a clear ``ValueError`` unless ``state`` is a detector checkpoint of this format (and resumable)."""
+    """Raise a clear :class:`CheckpointError` unless ``state`` is a detector checkpoint of this format (and resumable)."""
     found = state.get("format") if isinstance(state, dict) else None
     if found != CHECKPOINT_FORMAT:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} has format {found!r}, this version of detector reads format "
             f"{CHECKPOINT_FORMAT}: retrain, or use the detector version that wrote it"
         )
     if resumable and state.get("kind") != RESUMABLE:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {str(path)!r} holds weights only ({state.get('kind')!r}) and cannot continue a run: "
             "resume from the run's last.pt"
         )

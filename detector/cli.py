@@ -166,7 +166,10 @@ def config_from_checkpoint(path: str | Path, overrides: list[str]) -> Config:
 
 def run_train(args: argparse.Namespace) -> int:
     overrides = _sugar(args)
-    if isinstance(args.resume, str) and args.config is None:
+    if args.resume is not None and args.config is None:  # the config of the run it continues
+        if args.resume is True:  # bare --resume: runs/<name>/last.pt, name and out_dir from the overrides
+            default = load_config("arena_cpu", overrides)
+            args.resume = str(Path(default.train.out_dir) / default.name / "last.pt")
         config = config_from_checkpoint(args.resume, overrides)
     else:
         config = load_config(args.config or "arena_cpu", overrides)  # before importing torch: fast errors

@@ -192,7 +192,7 @@ def data_summary(train_set: Any, val_set: Any, class_names: Sequence[str]) -> st
         for label, name in enumerate(class_names):
             lines.append(f"{name:<{width}} " + " ".join(f"{c[label]:>7}" for c in counts.values()))
         for split, count in counts.items():
-            for label, name in enumerate(class_names):
-                if count[label] <= 1:
-                    lines.append(f"warning: class {name!r} has {count[label]} box(es) in the {split} split")
+            rare = [f"{name} ({count[label]})" for label, name in enumerate(class_names) if count[label] <= 1]
+            if rare:
+                lines.append(f"warning: {split} split, classes with fewer than 2 boxes: {', '.join(rare)}")
     return "\n".join([f"data: {len(class_names)} classes", *lines])

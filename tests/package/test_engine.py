@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -13,12 +15,17 @@ import pytest
 import torch
 import yaml
 
-from detector.checkpoint import load_checkpoint, save_checkpoint
-from detector.config import load_config
+from detector import engine
+from detector.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from detector.cli import main
+from detector.config import ConfigError, load_config
 from detector.data import generate_arena
 from detector.ema import ModelEMA
 from detector.engine import NonFiniteLossError, Runner, TrainingInterrupted
+from detector.errors import CheckpointError
+from detector.inference import load_detector
 from detector.metrics import METRIC_KEYS
+from detector.runlog import read_step_log
 from detector.schedule import WarmupCosine, build_optimizer, build_scheduler
 
 TINY_SIZES = dict(n_train=8, n_valid=4, n_test=2)  # 4 steps per epoch at batch 2
@@ -152,7 +159,7 @@ class _SigintAtStep:
 
 @pytest.mark.slow
 def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(
-    straight_run: Runner, tiny_root: Path, tmp_path: Path
+    straight_run: Runner, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     config = tiny_config(tiny_root, tmp_path)
     first = Runner(config)
@@ -161,6 +168,7 @@ def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(
     with pytest.raises(TrainingInterrupted, match="last.pt"):
         first.fit()
     assert signal.getsignal(signal.SIGINT) is handler_before  # our handler is removed again
+    assert capsys.readouterr().out.count("stopping…") == 1
     checkpoint = load_checkpoint(first.run_dir / "last.pt")
     assert checkpoint["mid_epoch"] and checkpoint["step"] == 6 and checkpoint["batch_in_epoch"] == 2
     resumed = Runner(config, resume=True, run_dir=first.run_dir)
@@ -282,3 +290,126 @@ def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert amp_dtype(cpu, enabled=True, cpu_bf16=True) == (torch.bfloat16 if native else None)
     assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
+
+
+# --------------------------------------------------------------------------------- budget, resume, outputs
+
+
+class _FakeTime:
+    """A fake clock for the runner's budget: each step and each evaluation advance it by a set time."""
+
+    def __init__(self, runner: Runner, step_seconds, eval_seconds: float) -> None:
+        self.now, self.runner = 0.0, runner
+        self.criterion, self.evaluate = runner.criterion, runner.evaluate
+        self.step_seconds, self.eval_seconds = step_seconds, eval_seconds
+        runner.budget.clock, runner.criterion, runner.evaluate = self, self.loss, self.timed_evaluate
+
+    def __call__(self) -> float:
+        return self.now
+
+    def loss(self, *args):
+        self.now += self.step_seconds(self.runner.step)
+        return self.criterion(*args)
+
+    def timed_evaluate(self, model=None):
+        self.now += self.eval_seconds
+        return self.evaluate(model)
+
+
+@pytest.mark.slow
+def test_time_budget_replans_through_a_stall_and_a_slow_down(tiny_root: Path, tmp_path: Path) -> None:
+    """4 steps per epoch, at most 25 epochs; 90 s of fake time: a stall during the first epoch (6 s/step),
+    then 1 s/step, then 2 s/step from step 30; 2 s per evaluation. Planned once from the first steps, the
+    run would stop after about 3 epochs; re-planned, it uses the budget and ends with the cosine at its floor."""
+    config = tiny_config(tiny_root, tmp_path, "train.max_minutes=1.5", "train.epochs=25", "train.log_every=2")
+    runner = Runner(config)
+    clock = _FakeTime(runner, lambda step: 6.0 if step < 4 else (1.0 if step < 30 else 2.0), eval_seconds=2.0)
+    runner.fit()
+    assert 0.95 * 90 <= clock.now <= 90, f"the run took {clock.now} s of the 90 s budget"
+    assert not runner.out_of_time and runner.step == runner.schedule.total_steps
+    assert runner.step_log[-1]["lr"] == pytest.approx(config.train.lr * config.train.min_lr_ratio)
+    assert runner.history[-1]["step"] == runner.step and "val_map" in runner.history[-1]
+
+
+def test_resume_refuses_changed_settings(straight_run: Runner, tiny_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_root, tmp_path, "train.epochs=3", "train.lr=0.01", "data.workers=1")
+    with pytest.raises(
+        ConfigError, match=r"train\.epochs: 2 → 3, train\.lr: 0\.002 → 0\.01\. Resume without"
+    ):
+        Runner(config, resume=straight_run.run_dir / "last.pt")
+
+
+def test_bare_resume_takes_the_config_from_its_checkpoint(
+    straight_run: Runner, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run_dir = tmp_path / "tiny"
+    run_dir.mkdir()
+    shutil.copy(straight_run.run_dir / "last.pt", run_dir)
+    assert main(["train", "--name", "tiny", f"train.out_dir={tmp_path}", "train.epochs=3", "--resume"]) == 2
+    assert "train.epochs: 2 → 3" in capsys.readouterr().err
+    assert (
+        main(["train", "--name", "tiny", f"train.out_dir={tmp_path}", "--resume"]) == 0
+    )  # nothing left to do
+    assert "Validation (valid), epoch 2" in capsys.readouterr().out
+
+
+def test_checkpoints_best_is_small_last_is_complete(straight_run: Runner) -> None:
+    run_dir = straight_run.run_dir
+    last, best = load_checkpoint(run_dir / "last.pt"), load_checkpoint(run_dir / "best.pt")
+    assert last["format"] == best["format"] == CHECKPOINT_FORMAT and last["kind"] == "last"
+    assert "step_log" not in last and len(read_step_log(run_dir)) == last["step"] == 8
+    assert read_step_log(run_dir) == straight_run.step_log
+    assert set(best) >= {"model", "config", "class_names", "epoch", "best_map"} and best["ema"] is None
+    assert (
+        "optimizer" not in best
+        and (run_dir / "best.pt").stat().st_size < 0.4 * (run_dir / "last.pt").stat().st_size
+    )
+    if best["epoch"] == last["epoch"]:  # best.pt holds the EMA weights
+        for name, value in last["ema"]["module"].items():
+            assert torch.equal(best["model"][name], value), name
+    for name in ("last.pt", "best.pt"):  # both load for eval/predict
+        model, _, class_names = load_detector(run_dir / name)
+        assert class_names == straight_run.class_names and not model.training
+    with pytest.raises(CheckpointError, match="cannot continue a run"):
+        Runner(straight_run.config, resume=run_dir / "best.pt")
+
+
+def test_fp16_run_whose_scaler_skips_every_step_stops(tiny_root: Path, tmp_path: Path) -> None:
+    """A CPU GradScaler stands in for CUDA's: the loss is infinite at every step, so every step is skipped."""
+    runner = Runner(tiny_config(tiny_root, tmp_path, "train.max_skipped_steps=3", "train.log_every=1"))
+    runner.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    criterion = runner.criterion
+
+    def infinite(*args):
+        output = criterion(*args)
+        return output._replace(total=output.total * math.inf)
+
+    runner.criterion = infinite
+    weights = {k: v.detach().clone() for k, v in runner.model.named_parameters()}
+    with pytest.raises(
+        NonFiniteLossError, match=r"skipped 3 steps in a row up to step 3 \(epoch 1, batch 3\)"
+    ):
+        runner.fit()
+    assert all(torch.equal(weights[k], v) for k, v in runner.model.named_parameters())  # no step was taken
+
+
+def test_validation_runs_in_fp32_like_detector_eval(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = Runner(tiny_config(tiny_root, tmp_path))
+    runner.amp_dtype = torch.bfloat16  # as on a GPU or a CPU with native bf16
+    calls = []
+    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: calls.append((args, kwargs)) or {})
+    runner.evaluate()
+    ((args, kwargs),) = calls
+    assert len(args) == 5 and kwargs.get("amp_dtype") is None  # inference.evaluate's default: fp32
+
+
+def test_fit_prints_the_data_and_the_time_estimate(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    runner = Runner(tiny_config(tiny_root, tmp_path, "train.epochs=1", "train.log_every=2"))
+    runner.fit()
+    out = capsys.readouterr().out
+    assert "data: 4 classes" in out and "train: 8 images, 50 boxes" in out
+    assert re.search(r"pace \d+\.\d+ s per step \(4 steps per epoch\); plan 4 steps \(1\.0 epochs\)", out)

@@ -1,0 +1,296 @@
+"""The runner's pieces on their own: the schedule's re-plan, the time budget under a fake clock, the step
+monitor (NaN and fp16 skips), per-rank loader seeds, Ctrl-C in loader workers, worker capping, determinism
+flags, checkpoint formats and the printed summaries."""
+
+from __future__ import annotations
+
+import math
+import signal
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+from detector.budget import TimeBudget, follow_plan
+from detector.checkpoint import CHECKPOINT_FORMAT, check_format
+from detector.config import load_config
+from detector.device import cap_workers, configure_determinism
+from detector.distributed import DistInfo
+from detector.errors import CheckpointError
+from detector.loaders import make_loader
+from detector.monitor import NonFiniteLossError, StepMonitor
+from detector.runlog import data_summary, format_results
+from detector.schedule import WarmupCosine
+
+# ------------------------------------------------------------------------------------------------ schedule
+
+
+def test_replan_keeps_the_lr_continuous_and_ends_at_the_floor() -> None:
+    schedule = WarmupCosine(total_steps=1000, warmup_steps=10, min_lr_ratio=0.05)
+    before = schedule(300)
+    schedule.replan(500, step=300)  # shorter: the cosine from here ends at step 499
+    assert schedule(300) == pytest.approx(before)
+    assert schedule(499) == pytest.approx(0.05)
+    assert all(schedule(s) >= schedule(s + 1) for s in range(300, 499))  # still decreasing
+    schedule.replan(800, step=400)  # longer again: continuous, floor at the new end
+    factor_400 = schedule(400)
+    assert factor_400 == pytest.approx(schedule(400)) and schedule(799) == pytest.approx(0.05)
+    assert 0.05 < factor_400 < before
+
+
+def test_replan_never_ends_before_the_steps_done() -> None:
+    schedule = WarmupCosine(total_steps=100, warmup_steps=0, min_lr_ratio=0.1)
+    before = schedule(50)
+    schedule.replan(10, step=50)  # steps 0..49 ran: one more step (50), at the current factor
+    assert schedule.total_steps == 51 and schedule(50) == pytest.approx(before)
+
+
+def test_replan_during_warmup_ramps_on_from_the_current_factor() -> None:
+    schedule = WarmupCosine(total_steps=1000, warmup_steps=300, min_lr_ratio=0.0)
+    last_used = schedule(29)  # steps 0..29 ran
+    schedule.replan(90, step=30)  # warmup at most 90 // 3 = 30 steps: it ends now, at step 30
+    assert schedule.warmup_steps == 31 and schedule(30) == pytest.approx(1.0)
+    assert schedule(30) > last_used and schedule(89) == pytest.approx(0.0)
+
+
+def test_schedule_from_state_round_trips_a_replanned_plan() -> None:
+    schedule = WarmupCosine(200, 20, 0.1)
+    schedule.replan(120, step=60)
+    copy = WarmupCosine.from_state(vars(schedule).copy())
+    assert [copy(s) for s in range(120)] == [schedule(s) for s in range(120)]
+
+
+# -------------------------------------------------------------------------------------------- time budget
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def simulate(
+    pace: Any,
+    minutes: float,
+    epochs: int = 40,
+    steps_per_epoch: int = 50,
+    log_every: int = 10,
+    eval_seconds: float = 15.0,
+) -> dict[str, Any]:
+    """The runner's use of the budget (sync every ``log_every`` steps and at epoch ends, an evaluation after
+    every epoch and at the end), with ``pace(step)`` seconds per step on a fake clock."""
+    clock = FakeClock()
+    schedule = WarmupCosine(epochs * steps_per_epoch, 100, 0.05)
+    budget = TimeBudget(minutes, schedule.total_steps, steps_per_epoch, 10, 1, clock=clock)
+    budget.start(0)
+    step, lrs, stopped = 0, [], False
+    while step < schedule.total_steps and not stopped:
+        while True:
+            lrs.append(schedule(step))
+            clock.now += pace(step)
+            step += 1
+            epoch_end = step % steps_per_epoch == 0 or step >= schedule.total_steps
+            if step % log_every == 0 or step == 1 or epoch_end:
+                budget.observe(step)
+                stopped = follow_plan(schedule, budget.plan(step), step)
+            if stopped or epoch_end:
+                break
+        started = clock.now
+        clock.now += eval_seconds
+        budget.observe_epoch_end(clock.now - started, evaluated=True)
+    return {
+        "seconds": clock.now - 1000.0,
+        "steps": step,
+        "lrs": lrs,
+        "schedule": schedule,
+        "stopped": stopped,
+    }
+
+
+@pytest.mark.parametrize(
+    "name, pace",
+    [
+        ("steady", lambda step: 1.0),
+        ("stall at start", lambda step: 4.0 if step < 25 else 1.0),  # a busy machine during calibration
+        ("slow-down later", lambda step: 1.0 if step < 300 else 1.8),  # another job starts
+        ("faster later", lambda step: 2.0 if step < 200 else 1.0),
+    ],
+)
+def test_budget_uses_the_whole_budget_and_finishes_the_schedule(name: str, pace: Any) -> None:
+    run = simulate(pace, minutes=15.0)  # 900 s: far fewer than the configured 2000 steps fit
+    budget = 900.0
+    assert run["seconds"] <= budget, f"{name}: ran {run['seconds']:.0f} s of {budget:.0f}"
+    assert run["seconds"] >= 0.95 * budget, f"{name}: used only {run['seconds']:.0f} s of {budget:.0f}"
+    assert not run["stopped"] and run["steps"] == run["schedule"].total_steps  # the plan ran to its end
+    assert run["lrs"][-1] == pytest.approx(0.05)  # the cosine reached its floor at the last step
+    jumps = [abs(b - a) for a, b in zip(run["lrs"][100:], run["lrs"][101:], strict=False)]
+    assert max(jumps) < 0.02, f"{name}: the lr jumped by {max(jumps):.3f}"  # continuous after warmup
+
+
+def test_budget_never_plans_more_than_the_configured_epochs() -> None:
+    run = simulate(lambda step: 0.01, minutes=60.0, epochs=3)
+    assert run["steps"] == 150 and run["seconds"] < 60 and run["lrs"][-1] == pytest.approx(0.05)
+
+
+def test_budget_stops_at_once_when_nothing_fits() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(0.01, 100, 10, 5, clock=clock)  # 0.6 s
+    budget.start(0)
+    clock.now += 2.0
+    budget.observe(1)
+    assert budget.plan(1) == 1 and follow_plan(WarmupCosine(100), 1, 1)
+
+
+def test_budget_estimate_names_pace_plan_and_time() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(None, 300, 100, 10, clock=clock)
+    budget.start(0)
+    for step in range(1, 21):
+        clock.now += 5.0 if step == 1 else 2.0  # the first step pays for start-up
+        budget.observe(step)
+    assert budget.pace == pytest.approx(2.0) and budget.plan(20) == 300
+    text = budget.estimate(20, 300)
+    assert "pace 2.000 s per step" in text and "plan 300 steps (3.0 epochs)" in text
+    # 280 steps × 2 s + 3 evaluations × (0.5 × 10 batches × 2 s) = 590 s from now, 635 s in all
+    assert "9.8 min from now" in text and "10.6 min in all" in text
+
+
+# ------------------------------------------------------------------------------------------- step monitor
+
+
+def _values(loss: float) -> list[torch.Tensor]:
+    return [torch.tensor(loss), torch.tensor(loss / 2), torch.tensor(loss / 2)]
+
+
+def test_monitor_names_the_first_non_finite_step_and_component() -> None:
+    monitor = StepMonitor(["loss", "cls", "box"], skips_allowed=False, max_skipped_steps=5, steps_per_epoch=4)
+    monitor.add(5, _values(1.0), lr=0.1)
+    monitor.add(6, [torch.tensor(math.nan), torch.tensor(0.5), torch.tensor(math.nan)], lr=0.1)
+    monitor.add(7, _values(math.nan), lr=0.1)
+    with pytest.raises(NonFiniteLossError, match=r"step 6 \(epoch 2, batch 2\): loss component 'box' = nan"):
+        monitor.flush()
+
+
+def test_monitor_flushes_rows_in_one_copy() -> None:
+    monitor = StepMonitor(["loss", "cls", "box"], skips_allowed=False, max_skipped_steps=5)
+    for step in range(1, 4):
+        monitor.add(step, _values(float(step)), lr=0.01 * step)
+    rows = monitor.flush()
+    assert rows == [{"loss": s, "cls": s / 2, "box": s / 2, "lr": 0.01 * s} for s in (1.0, 2.0, 3.0)]
+    assert len(monitor) == 0 and monitor.flush() == []
+
+
+def test_monitor_stops_after_consecutive_fp16_skips() -> None:
+    monitor = StepMonitor(["loss", "cls", "box"], skips_allowed=True, max_skipped_steps=3)
+    for step, skipped in enumerate([True, True, False, True, True], start=1):  # a streak of 2, then 2
+        monitor.add(step, _values(math.inf if skipped else 1.0), lr=0.1, skipped=skipped)
+    assert len(monitor.flush()) == 5 and monitor.skipped_steps == 4 and monitor.skip_streak == 2
+    monitor.add(6, _values(math.inf), lr=0.1, skipped=True)  # the third in a row, across a flush
+    with pytest.raises(NonFiniteLossError, match="skipped 3 steps in a row up to step 6"):
+        monitor.flush()
+
+
+# ----------------------------------------------------------------------------------------- data loaders
+
+
+class RandomDraws(torch.utils.data.Dataset):
+    """Each item: a 1-pixel image and the draw of the augmentation generator (torch's, in the worker)."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        draw = torch.rand(()).item()
+        handler = signal.getsignal(signal.SIGINT)
+        return torch.zeros(3, 1, 1, dtype=torch.uint8), {"index": index, "draw": draw, "sigint": handler}
+
+
+def _epoch_items(rank: int, workers: int, epoch_seed: int = 123) -> list[dict[str, Any]]:
+    data = load_config(None, ["data.batch_size=2", f"data.workers={workers}"]).data
+    loader = make_loader(RandomDraws(), data, torch.device("cpu"), DistInfo(rank, rank, 2), train=True)
+    loader.set_epoch(epoch_seed)
+    return [target for _, targets in loader for target in targets]
+
+
+def test_ranks_draw_different_augmentations_from_one_shared_shuffle() -> None:
+    rank0, rank1 = _epoch_items(0, workers=1), _epoch_items(1, workers=1)
+    assert [t["draw"] for t in rank0] != [t["draw"] for t in rank1]
+    indices0, indices1 = {t["index"] for t in rank0}, {t["index"] for t in rank1}
+    assert indices0.isdisjoint(indices1) and indices0 | indices1 == set(range(8))  # one permutation, split
+    assert [t["draw"] for t in _epoch_items(0, workers=1)] == [t["draw"] for t in rank0]  # still seeded
+
+
+def test_loader_workers_ignore_ctrl_c() -> None:
+    items = _epoch_items(0, workers=1)
+    assert all(t["sigint"] == signal.SIG_IGN for t in items)
+
+
+def test_workers_are_capped_to_the_cores_with_one_warning() -> None:
+    data = load_config(None, ["data.workers=512"]).data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cap_workers(data, DistInfo())
+    assert 1 <= data.workers < 512 and len(caught) == 1 and "data.workers=512" in str(caught[0].message)
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+def test_deterministic_sets_the_flags_and_is_off_by_default() -> None:
+    assert not load_config("halo_r50").train.deterministic  # GPU configs keep cuDNN autotuning
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)  # fmt: skip
+    try:
+        configure_determinism(True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark
+        configure_determinism(False)
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_check_format_refuses_other_formats_and_weights_only_files() -> None:
+    with pytest.raises(CheckpointError, match=r"x\.pt' has format 1, this version of detector reads format"):
+        check_format({"format": 1}, "x.pt")
+    with pytest.raises(CheckpointError, match="has format None"):
+        check_format({"model": {}}, "x.pt")
+    with pytest.raises(CheckpointError, match="resume from the run's last.pt"):
+        check_format({"format": CHECKPOINT_FORMAT, "kind": "weights"}, "best.pt", resumable=True)
+    check_format({"format": CHECKPOINT_FORMAT, "kind": "last"}, "last.pt", resumable=True)
+
+
+# --------------------------------------------------------------------------------------------- printing
+
+
+def test_format_results_explains_missing_sizes_and_classes() -> None:
+    metrics = {"map": 0.5, "map_50": 0.7, "map_75": 0.4, "map_small": -1.0, "map_medium": 0.3, "map_large": -1.0,
+               "per_class_ap": [0.5, math.nan], "per_class_ap50": [0.7, math.nan]}  # fmt: skip
+    text = format_results(metrics, ["cat", "dog"])
+    assert "-1" not in text and "nan" not in text
+    assert "n/a by size (small, large): no objects of that size" in text
+    assert "n/a for dog: no GT of that class" in text
+    assert "cat     0.5000   0.7000" in text
+
+
+class _Split:
+    def __init__(self, labels: list[list[int]]) -> None:
+        self.targets = [(torch.zeros(len(ls), 4), torch.tensor(ls, dtype=torch.int64)) for ls in labels]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def test_data_summary_counts_boxes_per_class_and_warns() -> None:
+    text = data_summary(_Split([[0, 0, 1], [0], []]), _Split([[0, 1]]), ["rook", "pawn", "king"])
+    assert "train: 3 images, 4 boxes, 1 without boxes" in text and "val: 1 images, 2 boxes" in text
+    assert "rook        3       1" in text
+    assert "warning: train split, classes with fewer than 2 boxes: pawn (1), king (0)" in text
+    assert "warning: val split, classes with fewer than 2 boxes: rook (1), pawn (1), king (0)" in text
