@@ -28,9 +28,11 @@ from torchvision.transforms.v2 import functional as TF
 from course import arena_dir, check
 from course.paths import SHARED_DATASETS_DIR
 from course.reference import ch01 as reference
+from detector.config import load_config
 from detector.data import CocoDetection
 from detector.data import collate as package_collate
 from detector.data import unletterbox_boxes as package_unletterbox_boxes
+from detector.model import Backbone
 
 PAD_VALUE = 114  # grey padding, as in YOLOv5 / ultralytics letterboxing
 
@@ -126,7 +128,7 @@ print(class_names, id_to_label)
 # %% [markdown]
 # ## 4. Letterboxing
 #
-# The network takes square images of side `S` (a multiple of its largest stride, 32 — Chapter 3 says why).
+# The network takes square images of side `S`, a multiple of its largest stride (Chapter 3 says why).
 # Stretching a 16:9 frame to a square would distort every person; instead we **letterbox**: scale the image so
 # that its longer side becomes `S`, keeping the aspect ratio, and pad the rest with grey, centred.
 #
@@ -135,6 +137,10 @@ print(class_names, id_to_label)
 # exact factor along x is `new_w / W` (and `new_h / H` along y) — within half a pixel of `scale`, but use the
 # exact one, or boxes drift by up to half a pixel. A box then maps as
 # `x' = x · new_w / W + left`, `y' = y · new_h / H + top`.
+#
+# **Predict, then run.** A `100 × 200` image (height × width) is letterboxed to `S = 64`. Work out `scale`, the
+# resized size, the padding `(left, top)`, and where the box `(50, 25, 100, 75)` lands. The cell under the
+# exercise prints the answer.
 #
 # **Exercise 1.3** — write `letterbox(image, boxes, size)`. Resize with
 # `torchvision.transforms.v2.functional.resize(image, [new_h, new_w], antialias=True)`.
@@ -195,10 +201,19 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad: tuple[float, float], ori
 # %%
 letterbox = check("1.3", letterbox, fallback=reference.letterbox)
 unletterbox_boxes = check("1.4", unletterbox_boxes, fallback=package_unletterbox_boxes)
+_, example_boxes, example_scale, example_pad = letterbox(
+    torch.zeros(3, 100, 200, dtype=torch.uint8), torch.tensor([[50.0, 25.0, 100.0, 75.0]]), 64
+)
+print(f"scale {example_scale}, pad (left, top) {example_pad}, box {example_boxes[0].tolist()}")
 
 # %% [markdown]
-# Let us see it on a wide image: the chess photos of the shared data set are 2048 × 1371; here we crop an
-# arena image to 16:9 so that the padding shows.
+# `scale = 64 / 200 = 0.32`; the image becomes `32 × 64`, so `left = 0` and `top = (64 - 32) // 2 = 16`; the box
+# scales to `(16, 8, 32, 24)` and moves down by 16: `(16, 24, 32, 40)`. When `S - new` is odd, the floor division
+# puts the extra pixel of padding at the bottom (or right) — the package and the tests use that rounding.
+
+# %% [markdown]
+# Let us see it on a wide image (real exports are often wide photos); here we crop an arena image to 16:9 so that
+# the padding shows.
 
 # %%
 train_json = coco
@@ -330,9 +345,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Class balance and object sizes. The side of a box, `sqrt(w·h)`, is what matters for a detector whose
-# finest level has a stride of 8 pixels: an object smaller than a cell may not contain a single grid point
-# (Chapters 5 and 6), and a 6-pixel head spans less than one cell of the stride-8 map.
+# Class balance and object sizes. The side of a box, `sqrt(w·h)`, is what matters for a detector: an object
+# smaller than a cell of the finest level may not contain a single grid point (Chapters 5 and 6). The dotted lines
+# are the usual strides 8/16/32, the dashed ones those of this course's demo model (read from its config,
+# `arena_cpu`; Chapter 5 measures why it differs).
 
 # %%
 labels = torch.tensor([id_to_label[a["category_id"]] for a in coco["annotations"]])
@@ -344,21 +360,29 @@ ax_count.set_title("boxes per class (train)")
 bins = torch.logspace(0, math.log10(float(sides.max()) + 1), 30)
 for label, name in enumerate(class_names):
     ax_size.hist(sides[labels == label].numpy(), bins=bins.numpy(), histtype="step", lw=2, color=COLORS[label], label=name)
+demo = load_config("arena_cpu").model
+demo_strides = Backbone(demo.backbone, out_indices=demo.out_indices).strides
 for stride in (8, 16, 32):
     ax_size.axvline(stride, color="grey", ls=":", lw=1)
+for stride in demo_strides:
+    ax_size.axvline(stride, color="black", ls="--", lw=0.8)
 ax_size.set_xscale("log")
-ax_size.set_xlabel("box side sqrt(w·h), pixels (dotted: strides 8, 16, 32)")
+ax_size.set_xlabel(f"box side sqrt(w·h), pixels (dotted: strides 8, 16, 32; dashed: demo {demo_strides})")
 ax_size.legend()
 plt.show()
 small = (sides < 32).float().mean().item()
-print(f"{small:.0%} of boxes are COCO-'small' (side < 32 px); heads: {(sides[labels % 2 == 1] < 16).float().mean():.0%} under 16 px")
+heads = torch.tensor(["head" in class_names[label] for label in labels.tolist()])
+print(
+    f"{small:.0%} of boxes are COCO-'small' (side < 32 px); heads: {(sides[heads] < 16).float().mean():.0%} "
+    f"under 16 px, {(sides[heads] < 8).float().mean():.0%} under 8 px"
+)
 
 # %% [markdown]
 # ## 8. The same look at a real export
 #
-# `../shared/datasets/chess-pieces` is an unmodified Roboflow export (public domain): 2048 × 1371 photos and
-# 12 piece classes, plus the placeholder. (Outside the course team this folder does not exist; the cell then
-# says so and moves on.)
+# `../shared/datasets/chess-pieces` is an unmodified Roboflow export (public domain) of photos of chess pieces;
+# the cell prints its classes and the size of its first photo. (Outside the course team this folder does not
+# exist; the cell then says so and moves on.)
 
 # %%
 chess = SHARED_DATASETS_DIR / "chess-pieces"
@@ -366,6 +390,7 @@ if chess.exists():
     chess_train = RoboflowSplit(chess / "train")
     chess_json = json.loads((chess / "train" / "_annotations.coco.json").read_text())
     print(len(chess_train.class_names), "classes:", chess_train.class_names)
+    print("first photo:", chess_json["images"][0]["width"], "×", chess_json["images"][0]["height"], "pixels")
     _, chess_id_to_label = contiguous_labels(chess_json["categories"])
     chess_labels = torch.tensor([chess_id_to_label[a["category_id"]] for a in chess_json["annotations"]])
     image, target = chess_train[0]
@@ -373,7 +398,11 @@ if chess.exists():
     fig, (ax_image, ax_count) = plt.subplots(1, 2, figsize=(12, 4.5))
     show_boxes(ax_image, image, boxes, target["labels"], chess_train.class_names, color="lime")
     ax_count.barh(chess_train.class_names, torch.bincount(chess_labels, minlength=len(chess_train.class_names)).tolist())
-    ax_count.set_title("boxes per class (chess, train): 'bishop' has a single box")
+    chess_counts = torch.bincount(chess_labels, minlength=len(chess_train.class_names))
+    rarest = int(chess_counts.argmin())
+    ax_count.set_title(
+        f"boxes per class (chess, train): '{chess_train.class_names[rarest]}' has {int(chess_counts[rarest])}"
+    )
     plt.tight_layout()
     plt.show()
 else:
@@ -401,5 +430,22 @@ else:
 #
 # 1. Letterboxing wastes the padded area. What would *mosaic* augmentation (four images in one) change for
 #    small objects, and what would it cost?
-# 2. Many arena heads are under 8 pixels. Which level of a stride-8/16/32 detector can even see them?
+# 2. Many arena heads are under 8 pixels (printed above). Which level of a stride-8/16/32 detector can even see
+#    them?
 # 3. Why must `contiguous_labels` be computed from the categories, not from the annotations present?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answers.**
+#
+# 1. Mosaic fills the whole input with image content, and shrinks each of the four images to about half its side:
+#    more objects per step and more context variety, but small objects become *smaller* — a 6-pixel head becomes
+#    a 3-pixel one. It also puts objects next to image seams and cuts boxes at the borders of the tiles. For a data
+#    set of tiny objects it is usually combined with scale jitter that also zooms *in*, and switched off for the
+#    last epochs so that the model finishes on images like the ones it will see.
+# 2. Only the finest. A stride-8 level has one point per 8 × 8 cell, so a head under 8 pixels contains at most one
+#    of its points, and often none (Chapter 5 measures how often); the stride-16 and stride-32 levels almost never
+#    have a point inside it. That is why the course's demo model adds a stride-4 level (the dashed lines above).
+# 3. A split may miss a class entirely (the chess export's rarest class has very few boxes). Labels derived from
+#    the annotations present would then shift — label 2 would mean a different class in train and valid — and a
+#    model trained on one split would be scored against the wrong classes on another. The category list is the
+#    same in every split of an export, so labels derived from it are stable.
