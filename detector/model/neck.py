@@ -47,7 +47,7 @@ class FpnPan(nn.Module):
 
     Args:
         in_channels: channels of each backbone level, fine to coarse (``Backbone.channels``).
-        width: channels of every output level (`model.neck_width` in the config).
+        width: channels of every output level (``model.neck_width`` in the config).
 
     ``forward(features)``: ``L`` maps ``[B, in_channels[l], H_l, W_l]`` → ``L`` maps ``[B, width, H_l, W_l]``
     (P3…P5 for three levels), same sizes and order as the input.
