@@ -164,8 +164,11 @@ def _load_run(path: Path, source: str) -> CourseRun:
     from detector.checkpoint import load_checkpoint
     from detector.config import config_from_dict
     from detector.model import build_detector
+    from detector.runlog import read_step_log
 
     state = load_checkpoint(path)
+    if "step_log" not in state:  # a make-train best.pt: its per-step log is the run directory's steps.jsonl
+        state["step_log"] = read_step_log(path.parent)
     config = config_from_dict(state["config"], source=str(path))
     class_names = list(state["class_names"])
     model = build_detector(config.model, len(class_names))
