@@ -117,12 +117,12 @@ def bad_boxes(folder: Path) -> Path:
 
 
 def colour_modes(folder: Path) -> Path:
-    """Grayscale, grayscale + alpha, RGBA, palette and 16-bit grayscale PNGs, a grayscale JPEG."""
+    """Grayscale, grayscale + alpha, RGBA, palette and 16-bit grayscale PNGs, grayscale and CMYK JPEGs."""
     base = Image.fromarray(pixels(0))
     sixteen = Image.fromarray(np.arange(WIDTH * HEIGHT, dtype=np.uint16).reshape(HEIGHT, WIDTH) * 64)
     variants = {"gray.png": base.convert("L"), "gray_alpha.png": base.convert("LA"),
                 "rgba.png": base.convert("RGBA"), "palette.png": base.convert("P"),
-                "sixteen.png": sixteen, "gray.jpg": base.convert("L")}  # fmt: skip
+                "sixteen.png": sixteen, "gray.jpg": base.convert("L"), "cmyk.jpg": base.convert("CMYK")}  # fmt: skip
     images = []
     for i, (name, image) in enumerate(variants.items()):
         save(image, folder / name)
