@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -52,6 +53,36 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("results")
 
 
+def _smoke(module: Any, stem: str, results_dir: Path) -> dict[str, Any]:
+    """Run one benchmark in smoke mode into ``results_dir/<stem>.json`` (once per module: fixtures below)."""
+    threads = torch.get_num_threads()
+    try:
+        return module.main(["--smoke", "--device", "cpu", "--out", str(results_dir / f"{stem}.json")])
+    finally:
+        torch.set_num_threads(threads)
+
+
+# One fixture per benchmark, so that each test gets the results it reads whatever ran before it.
+@pytest.fixture(scope="module")
+def train_step_record(results_dir: Path) -> dict[str, Any]:
+    return _smoke(bench_train_step, "train_step", results_dir)
+
+
+@pytest.fixture(scope="module")
+def inference_record(results_dir: Path) -> dict[str, Any]:
+    return _smoke(bench_inference, "inference", results_dir)
+
+
+@pytest.fixture(scope="module")
+def data_record(results_dir: Path) -> dict[str, Any]:
+    return _smoke(bench_data, "data", results_dir)
+
+
+@pytest.fixture(scope="module")
+def quality_record(results_dir: Path) -> dict[str, Any]:
+    return _smoke(bench_quality, "quality", results_dir)
+
+
 def test_fcos_peer_is_torchvisions_resnet18_fpn_fcos():
     ours = build_fcos(num_classes=4, image_size=320)
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5,
@@ -73,10 +104,8 @@ def test_narrow_fcos_has_the_width_and_group_size_asked_for():
 
 
 @pytest.mark.slow
-def test_train_step_smoke(results_dir: Path):
-    record = bench_train_step.main(
-        ["--smoke", "--device", "cpu", "--out", str(results_dir / "train_step.json")]
-    )
+def test_train_step_smoke(train_step_record: dict[str, Any], results_dir: Path):
+    record = train_step_record
     assert json.loads((results_dir / "train_step.json").read_text())["benchmark"] == "bench_train_step"
     assert set(record["step_seconds"]) == {"ours", "fcos", "backbone", "ours_split"}
     assert record["ratios"]["ours_over_fcos"] > 0 and len(record["load_average_start"]) == 3
@@ -86,10 +115,8 @@ def test_train_step_smoke(results_dir: Path):
 
 
 @pytest.mark.slow
-def test_inference_smoke(results_dir: Path):
-    record = bench_inference.main(
-        ["--smoke", "--device", "cpu", "--out", str(results_dir / "inference.json")]
-    )
+def test_inference_smoke(inference_record: dict[str, Any]):
+    record = inference_record
     assert [(row["image_size"], row["batch"]) for row in record["rows"]] == list(
         bench_inference.SMOKE_SETTINGS
     )
@@ -98,8 +125,8 @@ def test_inference_smoke(results_dir: Path):
 
 
 @pytest.mark.slow
-def test_data_smoke(results_dir: Path):
-    record = bench_data.main(["--smoke", "--device", "cpu", "--out", str(results_dir / "data.json")])
+def test_data_smoke(data_record: dict[str, Any]):
+    record = data_record
     assert [row["image_size"] for row in record["rows"]] == [64, 96]
     for row in record["rows"]:
         assert set(row["loader"]) == {"0", "2"} and all(
@@ -109,8 +136,8 @@ def test_data_smoke(results_dir: Path):
 
 
 @pytest.mark.slow
-def test_quality_smoke(results_dir: Path):
-    record = bench_quality.main(["--smoke", "--device", "cpu", "--out", str(results_dir / "quality.json")])
+def test_quality_smoke(quality_record: dict[str, Any], results_dir: Path):
+    record = quality_record
     assert list(record["contenders"]) == list(bench_quality.CONTENDERS)
     for row in record["contenders"].values():
         assert row["steps"] == bench_quality.SMOKE["max_steps"] and len(row["curve"]) == 1
@@ -156,9 +183,7 @@ def test_report_without_results_says_not_measured(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_report_renders_the_smoke_results(results_dir: Path):
-    if not (results_dir / "quality.json").exists():
-        pytest.skip("needs the smoke runs above")
+def test_report_renders_the_smoke_results(train_step_record, quality_record, results_dir: Path):
     page = report.render_markdown(results_dir)
     for label in bench_quality.LABELS.values():
         assert label in page
