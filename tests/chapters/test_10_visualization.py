@@ -158,7 +158,9 @@ def test_assigned_points_match_the_loss_assignment(impl):
            f"{len(points)} positives, the loss's assignment has {int(positive.sum())}: pred_scores must be "
            "sigmoid(cls_logits) and pred_boxes the decoded xyxy boxes ltrb_to_xyxy(points, box_ltrb)")  # fmt: skip
     expect(torch.equal(points, outputs.points[positive]) and torch.equal(gt_index, assignment.gt_index[0, positive]),
-           "the positive points or their GT indices differ from DetectionLoss(...).assignment")  # fmt: skip
+           "the positive points or their GT indices differ from DetectionLoss(...).assignment: the assigner wants "
+           "what the loss gives it, class probabilities sigmoid(cls_logits) and decoded boxes "
+           "ltrb_to_xyxy(points, box_ltrb), both detached")  # fmt: skip
     expect(torch.equal(strides, outputs.strides[positive]), "strides: the strides of the positive points")
 
 
@@ -210,6 +212,8 @@ def test_error_breakdown_hand_built(impl):
         isinstance(got, dict) and {"tp", "fp", "fn"} <= set(got),
         f"return a dict with tp, fp, fn; got {got!r}",
     )
+    expect(got["tp"] != 2 or got["fn"].get("small") != 0,
+           "the exact head box has score 0.1 < 0.25: only detections with score > score_thresh count")  # fmt: skip
     expect(got["tp"] == 1, f"one true positive (the first enemy box), got {got['tp']}")
     expect(got["fp"].get("duplicate") == 1,
            f"the second enemy box overlaps the already matched enemy: a duplicate; got {got['fp']}")  # fmt: skip
@@ -279,12 +283,15 @@ def test_confusion_matrix_hand_built(impl):
     # (row enemy, column head); the two enemy boxes on it (0.96, 0.95) and the box on nothing are background
     # detections of class enemy (row 2); the loose head box (IoU 0.25) is a background head; the head GT is missed.
     expected = torch.tensor([[0, 1, 0], [0, 0, 1], [3, 1, 0]])
+    lone = impl.confusion_matrix([{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "scores": torch.tensor([0.9]),
+                                   "labels": torch.tensor([1])}], [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+                                   "labels": torch.tensor([0])}], 2, 0.5, 0.25)  # fmt: skip
+    expect(int(lone[0, 1]) == 1,
+           "match regardless of class: a head box exactly on an enemy GT is a confusion (row enemy, column head), "
+           f"not a background detection plus a missed GT; got\n{lone}")  # fmt: skip
     expect(int(got[0, 0]) != 1 or int(got[0, 1]) != 0,
            "the enemy GT was paired with the first enemy box: visit the (detection, GT) pairs by decreasing IoU, "
-           f"not in score order, and regardless of class (the head box overlaps it most); got\n{got}")  # fmt: skip
-    expect(int(got[0, 1]) == 1,
-           "match regardless of class: the head box on the enemy is a confusion (row enemy, column head), not a "
-           f"background detection; got\n{got}")  # fmt: skip
+           f"not in score order (the head box overlaps it most); got\n{got}")  # fmt: skip
     expect(torch.equal(got.long(), expected), f"expected\n{expected}\ngot\n{got}")
 
 
