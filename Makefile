@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null  # the kernel runs .venv's python
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -57,9 +58,19 @@ hint: $(STAMP)
 exercises: $(STAMP)
 	$(PY) -m course.notebooks exercises
 
-lab: $(STAMP)
-	$(VENV)/bin/jupytext --set-formats ipynb,py:percent chapters/[0-9][0-9]_*.py > /dev/null
-	$(VENV)/bin/jupyter lab --notebook-dir=chapters
+# JupyterLab settings shipped with the course: a chapter's .py opens as a notebook (jupytext), its kernel starts.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+LAB_DIR ?= chapters
+LAB_ARGS ?=
+# as root (a container's usual user) Jupyter refuses to start without --allow-root
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+$(LAB_SETTINGS): course/jupyterlab/overrides.json $(STAMP)
+	mkdir -p $(dir $@) && cp $< $@
+
+lab: $(STAMP) $(LAB_SETTINGS)
+	$(VENV)/bin/jupytext --set-kernel python3 --sync $(LAB_DIR)/[0-9][0-9]_*.py > /dev/null
+	$(VENV)/bin/jupyter lab --notebook-dir=$(LAB_DIR) $(LAB_ROOT) $(LAB_ARGS)
 
 docs: $(STAMP)
 	$(PY) -m course.notebooks site
