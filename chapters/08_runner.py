@@ -9,9 +9,11 @@
 # 2. the **learning-rate schedule**: linear warmup, then cosine decay,
 # 3. an **exponential moving average** (EMA) of the weights,
 # 4. **checkpoints** that survive a crash while being written, and
-# 5. a **resume** that continues *exactly* where training stopped.
+# 5. a **resume** that continues *exactly* where training stopped (in a single-process CPU run).
 #
-# First the classic sanity check — can the model overfit a single batch? — then a short real run with the
+# Mixed precision (AMP) is explained at the end, not built: it wraps the same loop in an autocast context and a
+# gradient scaler. First the classic sanity check — can the model overfit a single batch? — then a short real run
+# with the
 # package's `Runner`, and how to read its curves.
 
 # %%
@@ -26,11 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from course import arena_dir, check
-from course.resources import course_run, scaled
-from detector.checkpoint import save_checkpoint
+from course.reference import ch08
+from course.resources import COURSE_ARENA, course_run, scaled
 from detector.config import load_config
 from detector.data import CocoDetection, collate, eval_transforms, pad_targets
-from detector.ema import ModelEMA
 from detector.losses import DetectionLoss
 from detector.model import build_detector
 from detector.schedule import WarmupCosine
@@ -39,8 +40,12 @@ torch.manual_seed(0)
 arena = arena_dir()
 train_set = CocoDetection(arena / "train", transforms=eval_transforms(320))
 class_names = train_set.class_names
-config = load_config("arena_cpu")  # the `make train` demo: resnet18, 96-channel neck, 2 head convs
+config = load_config("arena_cpu")  # the `make train` demo
 print(config.model)
+print(
+    f"the demo model: {config.model.backbone}, a {config.model.neck_width}-channel neck, "
+    f"{config.model.head_convs} head convs per branch"
+)
 
 # %% [markdown]
 # ## 1. One training step
@@ -86,25 +91,11 @@ def train_step(
         ``{"loss": total, "cls": …, "box": …, "obj": …, "grad_norm": norm before clipping}`` as floats.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 8.1 · train_step: pad_targets(targets, device=images.device); loss = criterion(model(images), ...); zero_grad; backward; clip_grad_norm_ (it returns the norm); step')
+    raise NotImplementedError("Exercise 8.1 · train_step: one optimiser step on the batch's loss, gradients clipped")
 
 
 # %%
-def package_train_step(model, criterion, optimizer, images, targets, grad_clip=10.0):
-    """The step of ``detector.engine.Runner`` (without AMP's grad scaler), with the exercise's signature."""
-    loss = criterion(model(images), *pad_targets(targets, device=images.device))
-    optimizer.zero_grad(set_to_none=True)
-    loss.total.backward()
-    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
-    optimizer.step()
-    return {
-        "loss": float(loss.total.detach()),
-        **{k: float(v) for k, v in loss.components.items()},
-        "grad_norm": float(norm),
-    }
-
-
-train_step = check("8.1", train_step, fallback=package_train_step)
+train_step = check("8.1", train_step, fallback=ch08.train_step)
 
 # %% [markdown]
 # ## 2. The sanity check: overfit one batch
@@ -144,27 +135,49 @@ for ax, image, target, detection in zip(ax_images, batch_images, batch_targets, 
     ax.set_title(f"GT (dashed) and {len(detection['boxes'])} detections > 0.3")
     ax.set_axis_off()
 plt.show()
-print(f"loss: {overfit_log[0]['loss']:.3f} → {overfit_log[-1]['loss']:.3f} after {len(overfit_log)} steps")
+num_parameters = sum(p.numel() for p in overfit_model.parameters())
+first_loss, last_loss = overfit_log[0]["loss"], overfit_log[-1]["loss"]
+print(
+    f"loss: {first_loss:.3f} → {last_loss:.3f} after {len(overfit_log)} steps ({first_loss / last_loss:.1f}× lower); "
+    f"the model has {num_parameters / 1e6:.1f} M parameters for {sum(len(t['boxes']) for t in batch_targets)} boxes"
+)
 
 # %% [markdown]
-# In 60 steps on a CPU the loss falls about five-fold and is still falling; the large bodies are found first, the
-# small heads last (they have the fewest positive points, Chapter 6). Give it more steps (`scaled` gives 200 on
-# a GPU) and it keeps falling towards zero while the boxes settle on the ground truth. A loss that plateaus
-# high here — with no augmentation, two images and a model of 12 M parameters — means a bug.
+# The printed line says how far the loss fell; on a CPU (`scaled` gives 60 steps, 200 on a GPU) it is still
+# falling when the loop ends. The large bodies are found first, the small heads last (they have the fewest
+# positive points, Chapter 6). Given more steps the loss keeps falling towards zero while the boxes settle on the
+# ground truth. A loss that plateaus high here — with no augmentation, two images and millions of parameters
+# for a few dozen boxes — means a bug.
 #
 # ## 3. Warmup, then cosine decay
 #
-# At the first steps the head's predictions are random, the assigner's targets noisy and Adam's second-moment
-# estimates based on a handful of gradients: a full learning rate then can push the weights somewhere they never
-# recover from (Goyal et al. 2017). So the rate **warms up** linearly over `W` steps, then **decays** along half a
-# cosine to a floor $r \cdot \text{lr}$ at the last step (SGDR, Loshchilov & Hutter 2017). As a factor of the
-# base rate, for step $s$ (counted from 0) of $T$:
+# At the first steps the head's predictions are random and the assigner's targets noisy. For Adam there is a
+# second reason: its second-moment estimate rests on a handful of gradients, so its adaptive step size has a
+# large variance early on, and a full learning rate can push the weights somewhere they never recover from.
+# Liu et al. (2020, "On the Variance of the Adaptive Learning Rate and Beyond", the RAdam paper) make this
+# argument and show that a warmup removes the problem. (Goyal et al. 2017 warm up for another reason: SGD with
+# large batches and the linear-scaling rule's large rate.) So the rate **warms up** linearly over `W` steps,
+# then **decays** along half a cosine to a floor $r \cdot \text{lr}$ at the last step (the cosine of SGDR,
+# Loshchilov & Hutter 2017, without its restarts). As a factor of the base rate, for step $s$ (counted from 0)
+# of $T$ — the formula of `detector/schedule.py`, which the package trains with:
 #
 # $$f(s) = \begin{cases} \dfrac{s + 1}{W} & s < W \\[2mm]
 #   r + (1 - r)\,\tfrac12\left(1 + \cos\left(\pi \, \dfrac{s - W}{T - 1 - W}\right)\right) & s \ge W \end{cases}$$
 #
 # The $+1$ makes the very first step use $\text{lr}/W$ rather than 0 (a wasted step), and the cosine reaches its
 # floor exactly at the last step $s = T - 1$.
+#
+# **Predict, then run.** A plan of $T = 13$ steps with $W = 4$ and $r = 0.1$: what are $f(0)$, $f(3)$, $f(4)$,
+# $f(8)$ and $f(12)$? Work them out on paper (the cosine runs over the 8 intervals from step 4 to step 12, so
+# step 8 is half-way), then run the cell: it asks the package's `WarmupCosine`.
+
+# %%
+example_plan = WarmupCosine(13, 4, 0.1)
+print({step: round(example_plan(step), 4) for step in (0, 3, 4, 8, 12)})
+
+# %% [markdown]
+# Step 0 is $1/4$; the warmup reaches 1 at step 3 and the cosine starts at 1 at step 4; half-way through the
+# cosine, $\cos(\pi/2) = 0$ gives $0.1 + 0.9 \cdot \tfrac12 = 0.55$; the last step sits on the floor.
 #
 # **Exercise 8.2** — write `warmup_cosine`.
 
@@ -178,20 +191,27 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: 
         ``step = total_steps - 1``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 8.2 · warmup_cosine: (step + 1) / W while step < W; then progress = (step - W) / (T - 1 - W) and r + (1 - r)·½·(1 + cos(π·progress))')
+    raise NotImplementedError('Exercise 8.2 · warmup_cosine: a linear ramp up to 1, then half a cosine down to the floor')
 
 
 # %%
-warmup_cosine = check("8.2", warmup_cosine, fallback=lambda s, t, w, r: WarmupCosine(t, w, r)(s))
+warmup_cosine = check("8.2", warmup_cosine, fallback=ch08.warmup_cosine)
 
 # %% [markdown]
-# The plan of the `make train` demo (`arena_cpu.yaml`: 1200 images in batches of 8, its warmup and floor) next to
-# the alternatives: no warmup, and a step decay (÷10 at 2/3 and 8/9 of the run, the classic ResNet/Faster R-CNN
-# schedule).
+# The plan of the `make train` demo (`arena_cpu.yaml`, its warmup and floor; printed below) next to the
+# alternatives: no warmup, and a step decay (÷10 at 2/3 and 8/9 of the run: Detectron's "1×" schedule for
+# Faster R-CNN, which decays at 60k and 80k of 90k iterations). `train.max_minutes` may shorten this plan on a slow machine: the Runner
+# then re-lays the cosine to end with the budget.
 
 # %%
-total = config.train.epochs * (config.data.arena.n_train // config.data.batch_size)
+steps_per_epoch = config.data.arena.n_train // config.data.batch_size
+total = config.train.epochs * steps_per_epoch
 warmup, floor = config.train.warmup_steps, config.train.min_lr_ratio
+print(
+    f"arena_cpu: {config.data.arena.n_train} training images in batches of {config.data.batch_size} = "
+    f"{steps_per_epoch} steps per epoch; {config.train.epochs} epochs = {total} steps; warmup {warmup} steps, "
+    f"floor {floor} × lr {config.train.lr}"
+)
 steps = range(total)
 plt.figure(figsize=(8, 3.2))
 plt.plot(
@@ -247,18 +267,11 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         decay: ``d`` in ``[0, 1]``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 8.3 · ema_update: for (name, avg) in ema_model.state_dict().items(): value = model.state_dict()[name]; floats: avg.mul_(d).add_(value, alpha=1 - d); else avg.copy_(value)')
+    raise NotImplementedError('Exercise 8.3 · ema_update: move every float entry of the average a step towards the model')
 
 
 # %%
-def package_ema_update(ema_model, model, decay):
-    """``detector.ema.ModelEMA.update`` with a constant decay (no warmup ramp) on the given average."""
-    ema = ModelEMA(nn.Identity(), decay=decay, warmup_steps=0)
-    ema.module = ema_model
-    ema.update(model)
-
-
-ema_update = check("8.3", ema_update, fallback=package_ema_update)
+ema_update = check("8.3", ema_update, fallback=ch08.ema_update)
 
 # %% [markdown]
 # At the start of training the average would remember the random initialisation for a thousand steps. The
@@ -299,7 +312,11 @@ plt.show()
 # | `optimizer` | Adam's moment estimates (without them the first resumed steps are huge) |
 # | `scheduler` | where we are in warmup/cosine |
 # | `step` | how many steps are done |
-# | `rng` | `torch.get_rng_state()`: dropout, augmentation and shuffling continue the same random stream |
+# | `rng` | `torch.get_rng_state()`: the CPU generator of torch, so dropout and anything else drawn from it continue the same random stream |
+#
+# That table is the minimum this chapter builds. It is not everything a real pipeline draws from: Python's
+# `random`, NumPy, the CUDA generators, the data loader's shuffling order and its worker processes have their
+# own states (the package's checkpoint covers them; see the end of the chapter).
 #
 # And **writing** one must be atomic: `torch.save(state, path)` straight over the previous checkpoint leaves a
 # truncated, unloadable file if the process dies mid-write — the one moment you need it. Write to a temporary
@@ -323,18 +340,11 @@ def save_training_state(
     ``torch.get_rng_state()``. The file is written to a temporary name in the same folder, then renamed.
     """
     # YOUR CODE HERE
-    raise NotImplementedError("Exercise 8.4 · save_training_state: state = {...}; torch.save(state, tmp) with tmp in path's folder; os.replace(tmp, path)")
+    raise NotImplementedError('Exercise 8.4 · save_training_state: all the state resume needs, never half-written')
 
 
 # %%
-def package_save_training_state(path, model, optimizer, scheduler, step):
-    """The same dict, written by ``detector.checkpoint.save_checkpoint`` (temp file, fsync, rename)."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "step": step, "rng": torch.get_rng_state()}  # fmt: skip
-    save_checkpoint(state, path)
-
-
-save_training_state = check("8.4", save_training_state, fallback=package_save_training_state)
+save_training_state = check("8.4", save_training_state, fallback=ch08.save_training_state)
 
 # %% [markdown]
 # ## 6. Resuming exactly
@@ -357,25 +367,17 @@ def load_training_state(
     """Restore what :func:`save_training_state` wrote into ``model``, ``optimizer``, ``scheduler`` and the torch
     RNG; returns the saved ``step``."""
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 8.5 · load_training_state: state = torch.load(path, weights_only=True); load_state_dict into all three; torch.set_rng_state(state["rng"]); return state["step"]')
+    raise NotImplementedError('Exercise 8.5 · load_training_state: the mirror image of saving, random generator included')
 
 
 # %%
-def package_load_training_state(path, model, optimizer, scheduler):
-    state = torch.load(path, weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    return int(state["step"])
-
-
-load_training_state = check("8.5", load_training_state, fallback=package_load_training_state)
+load_training_state = check("8.5", load_training_state, fallback=ch08.load_training_state)
 
 # %% [markdown]
 # The proof: a small model with dropout (which draws random numbers) trained for 8 steps straight, and the same
-# run interrupted after 4 steps, rebuilt from scratch and resumed from the checkpoint. On a CPU the two must end
-# **bit for bit** equal.
+# run interrupted after 4 steps, rebuilt from scratch and resumed from the checkpoint. Here everything random —
+# the data and the dropout masks — comes from torch's CPU generator, and the run is a single process on the CPU,
+# so the two must end **bit for bit** equal.
 
 
 # %%
@@ -417,15 +419,21 @@ print(f"largest weight difference, straight vs interrupted-and-resumed: {differe
 #
 # `detector.engine.Runner` is these pieces at scale: data loaders whose shuffling is a function of the epoch,
 # AMP on a GPU, the EMA, checkpoints every epoch (`last.pt`, `best.pt` by validation mAP), logs and curves. Here
-# it trains the demo model on the course arena (240 training images at 320 px) for 3 epochs within a budget of
-# `train.max_minutes = 1.75` (about 100 s on 2 CPU cores; on a slower machine the Runner shrinks its plan, cosine
-# included, to what fits) — far too short for a good detector, long enough to read the curves. The run is
-# cached in `data/course_detector.pt` (Chapters 9 and 10 use it); delete the file to train again.
+# it trains the demo model on the course arena (`course.resources.COURSE_ARENA`, smaller than the demo's) for a
+# few epochs within a `train.max_minutes` budget (on a slower machine the Runner shrinks its plan, cosine
+# included, to what fits) — far too short for a good detector, long enough to read the curves. The first cell
+# prints the plan. The run is cached in `data/course_detector.pt` (Chapters 9 and 10 use it) and retrained when
+# anything that shapes it changes (the config, the course arena, the overrides); delete the file to train again.
 # The validation mAP of both the EMA and the raw weights is measured after every epoch.
 
 # %%
 run = course_run()
-print(f"{run.source}: {len(run.step_log)} steps in {run.seconds:.0f} s of training")
+plan_config = run.config
+print(
+    f"{run.source}: {plan_config.model.backbone} on {COURSE_ARENA['n_train']} training images at "
+    f"{COURSE_ARENA['image_size']} px, {plan_config.train.epochs} epochs planned within "
+    f"train.max_minutes = {plan_config.train.max_minutes}; {len(run.step_log)} steps done in {run.seconds:.0f} s"
+)
 for record in run.history:
     print(f"epoch {record['epoch']}: loss {record['loss']:.3f}  mAP EMA {record['val_map']:.4f} / raw {record['val_raw_map']:.4f}"
           f"  mAP50 EMA {record['val_map_50']:.4f} / raw {record['val_raw_map_50']:.4f}")  # fmt: skip
@@ -449,10 +457,15 @@ for key in ("loss", "cls", "box", "obj"):
     ax_loss.plot(smooth(values), color=line.get_color(), lw=2 if key == "loss" else 1.2, label=key)
 ax_loss.set(yscale="log", xlabel="step", title="Training loss per component")
 ax_loss.legend()
-plan = run.schedule  # total_steps, warmup_steps, min_lr_ratio: the Runner's final plan
+initial = run.config.train  # the plan laid out at the start, with your warmup_cosine
+initial_total = initial.epochs * (COURSE_ARENA["n_train"] // run.config.data.batch_size)  # full batches only
+final = WarmupCosine.from_state(
+    run.schedule
+)  # the Runner's plan at the end, after any re-planning by the budget
 ax_lr.plot([entry["lr"] for entry in run_steps], lw=2, label="lr used")
-ax_lr.plot([run.config.train.lr * warmup_cosine(s, plan["total_steps"], plan["warmup_steps"], plan["min_lr_ratio"])
-            for s in range(plan["total_steps"])], ls=":", label="the plan (warmup_cosine)")  # fmt: skip
+ax_lr.plot([initial.lr * warmup_cosine(s, initial_total, initial.warmup_steps, initial.min_lr_ratio)
+            for s in range(initial_total)], ls=":", label="planned at the start (warmup_cosine)")  # fmt: skip
+ax_lr.plot([initial.lr * final(s) for s in range(final.total_steps)], ls="--", lw=1, label="the final plan")
 ax_lr.set(xlabel="step", title="Learning rate")
 ax_lr.legend()
 epochs = [record["epoch"] for record in run.history]
@@ -471,9 +484,9 @@ plt.show()
 # ### Reading the curves
 #
 # - **Loss per component.** The terms have different scales: read each on its own, on the log scale. `obj` (the
-#   predicted IoU, a BCE over every point) is the largest at first and falls as the points learn that most of
-#   them are background; `box` falls as the positives' boxes tighten; `cls` is small from the start because the
-#   focal loss down-weights the many easy background points. All three are normalised by the sum of the
+#   predicted IoU, trained at every point) is the largest at first and falls as the points learn that most of
+#   them are background; `box` falls as the positives' boxes tighten; `cls` is small from the start when its
+#   loss (`loss.cls` in the config: focal, QFL or varifocal) down-weights the many easy background points. All three are normalised by the sum of the
 #   assigner's soft targets, which is small at the start (random predictions are badly aligned with the GTs) and
 #   grows as the model improves: that alone can make a component *rise* for a while without anything being
 #   wrong. Compare trends over an epoch, not single steps.
@@ -482,18 +495,20 @@ plt.show()
 #   `train.grad_clip`, lengthen the warmup — the Runner stops and names the step and the component.
 # - **EMA vs raw.** Early in training the EMA lags behind the raw weights (it still averages older, worse weights);
 #   after a few epochs it catches up and overtakes them, and it is what the Runner evaluates and saves in
-#   `best.pt`. With ~100 steps here, expect the two to be close, either one ahead.
+#   `best.pt`. With the few steps of this run (printed above), expect the two to be close, either one ahead.
 # - **Validation mAP** is the only curve that measures what we want. Training loss keeps falling when the model
 #   starts to overfit; validation mAP does not.
 #
-# With this budget the detector finds the large bodies and few heads. `make train` (1200 images, 10 epochs,
-# ~15 min on 2 cores) trains the same model properly; Chapter 10 shows where the short run fails.
+# With this budget the detector finds the large bodies and few heads. `make train` trains the same model properly,
+# with the demo config's plan printed in section 3 (its `train.max_minutes` budget fits a 15-minute `make train`
+# on 2 cores, data generation included); Chapter 10 shows where the short run fails.
 #
 # ## What the package does differently
 #
-# - **Mixed precision** on a GPU: the forward pass runs under `torch.autocast` in bfloat16 (or float16 with a
-#   `GradScaler` that scales the loss up so small gradients survive, unscales them before clipping, and skips a
-#   step whose gradients overflowed); the loss is computed in float32 and the EMA kept in float32.
+# - **Mixed precision** on a GPU (and in bfloat16 on CPUs with native bf16 support, `train.cpu_bf16`): the forward
+#   pass runs under `torch.autocast` in bfloat16 (or float16 with a `GradScaler` that scales the loss up so small
+#   gradients survive, unscales them before clipping, and skips a step whose gradients overflowed); the loss is
+#   computed in float32 and the EMA kept in float32.
 # - **Exact resume, mid-epoch included**: every epoch reseeds all generators from `(seed, epoch, rank)`, so an
 #   epoch's data order and augmentations do not depend on history; a Ctrl-C checkpoint replays the epoch's first
 #   batches through the loader without training on them. The test suite checks that an interrupted-and-resumed
@@ -509,13 +524,47 @@ plt.show()
 # A training step is forward → assign → loss → `zero_grad` → backward → clip → step. Check the pipeline by
 # overfitting one batch first. Warm the learning rate up, then decay it along a cosine to a floor. Evaluate an EMA
 # of the weights. A checkpoint holds model, optimiser, scheduler, step and RNG state, and is written atomically
-# (temporary file + `os.replace`); resuming from it continues the run bit for bit.
+# (temporary file + `os.replace`); in a single-process CPU run whose randomness all comes from torch's generator,
+# resuming from it continues bit for bit — a real pipeline must also restore the other generators and the data
+# order, as the package does.
 #
 # ## Open questions
 #
 # 1. Adam's update is nearly invariant to the scale of the gradient. What does gradient clipping then still do
 #    for Adam, and what does it do for SGD?
-# 2. The demo's EMA decay is 0.998 with a 200-step ramp on 1500 steps. How would you choose it for a 100-step run —
-#    and for a 100 000-step run?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** For SGD, clipping bounds the step itself: the update is `lr · g`, so rescaling `g` to the clip norm
+# caps how far one bad batch moves the weights. Adam divides by the running RMS of the gradients, so rescaling one
+# gradient does not shrink its step in proportion; what clipping still does is keep a single huge gradient from
+# entering the moment estimates at full size — the first moment would carry it for ~10 steps and the second
+# moment (β₂ = 0.999) would shrink every later step for ~1000. Clipping protects the *statistics*, not the step.
+
+# %% [markdown]
+# 2. The demo's EMA decay and its ramp (`train.ema_decay`, `train.ema_warmup_steps`, printed below) against its
+#    planned steps. How would you choose them for a 100-step run — and for a 100 000-step run?
+
+# %%
+print(
+    f"arena_cpu: ema_decay {config.train.ema_decay}, ramp {config.train.ema_warmup_steps} steps, "
+    f"plan {total} steps; the average spans about {1 / (1 - config.train.ema_decay):.0f} steps"
+)
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** The average spans about $1/(1-d)$ steps; it should cover a small fraction of the run (the weights of
+# the last part are the good ones) and the ramp must end well before the run does. For 100 steps, a span of 10–30
+# steps ($d \approx 0.9$ to $0.97$) with a ramp of ~20 steps; the course run's decay (`COURSE_TRAIN_OVERRIDES`)
+# spans most of its short run, one reason its EMA and raw weights end close. For 100 000 steps, $d = 0.9999$
+# (10 000 steps, YOLOv5's value, with its ramp τ = 2000). Check with the EMA-vs-raw curve:
+# an EMA still below the raw weights at the end means the average remembers too much of the past.
+
+# %% [markdown]
 # 3. Exact resume needs deterministic data loading. Which parts of a multi-worker GPU pipeline make bit-exact
 #    resume impossible, and which weaker guarantee would you test instead?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** Non-deterministic GPU kernels (atomic adds in scatter/index operations and in some cuDNN backward
+# algorithms, which `cudnn.benchmark` may choose differently after a restart), worker processes whose random state
+# is not saved, and float sums whose order changes with the batch split across GPUs. Test instead that a resumed
+# run sees the same data order and the same learning-rate schedule, and that its loss curve and final metric stay
+# within the spread of two straight runs with the same seed.

@@ -18,6 +18,7 @@
 
 # %%
 import contextlib
+import inspect
 import io
 
 import matplotlib.pyplot as plt
@@ -28,7 +29,8 @@ from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
 
 from course import arena_dir, check
-from course.resources import trained_detector
+from course.reference import ch09
+from course.resources import COURSE_ARENA, trained_detector
 from detector.boxes import ltrb_to_xyxy
 from detector.data import CocoDetection, collate, eval_transforms
 from detector.metrics import coco_map as package_coco_map
@@ -47,7 +49,7 @@ AREA_RANGES = {
 MAX_DETECTIONS = 100  # COCO keeps the 100 best detections per image (and class)
 
 arena = arena_dir()
-val_set = CocoDetection(arena / "valid", transforms=eval_transforms(320))
+val_set = CocoDetection(arena / "valid", transforms=eval_transforms(COURSE_ARENA["image_size"]))
 class_names = val_set.class_names
 print(len(val_set), "validation images;", class_names)
 
@@ -75,7 +77,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         ``[N, M]`` IoU in ``[0, 1]``, in the inputs' dtype.
     """
     # YOUR CODE HERE
-    raise NotImplementedError("Exercise 9.1 · box_iou: broadcast [N, 1, 2] against [1, M, 2] for the corners; clamp the intersection's size at 0; union = area1 + area2 - inter")
+    raise NotImplementedError("Exercise 9.1 · box_iou: every pair's overlap at once by broadcasting, never a negative side")
 
 
 # %%
@@ -109,7 +111,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ``int64 [k]`` indices into ``boxes`` of the kept boxes, by decreasing score (ties: lower index first).
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 9.2 · nms: order = scores.sort(descending=True, stable=True); while boxes remain: keep the first, remove those with box_iou(first, rest) > iou_threshold')
+    raise NotImplementedError('Exercise 9.2 · nms: keep the best box left, drop its close rivals, repeat')
 
 
 # %%
@@ -117,7 +119,7 @@ nms = check("9.2", nms, fallback=tv_nms)
 
 # %% [markdown]
 # NMS at work on the raw output of the detector trained in Chapter 8 (`course.resources.trained_detector()`:
-# loaded from the cache `data/course_detector.pt`, or trained now in about 90 seconds; a better
+# loaded from the cache `data/course_detector.pt`, or trained now within its `train.max_minutes` budget; a better
 # `runs/*/best.pt` from `make train` is used instead when you have one). Left: every candidate above a score
 # of 0.2; right: what per-class NMS keeps.
 
@@ -158,46 +160,58 @@ plt.show()
 # or `iscrowd` regions). A detection prefers a normal GT; it falls back to an ignored one only when no normal GT
 # is left to match, and a detection matched to an ignored GT is ignored too (neither TP nor FP).
 #
-# **Exercise 9.3** — write `match_detections(iou, gt_ignore, iou_threshold)`.
+# Two details decide whether you agree with pycocotools (`COCOeval.evaluateImg`) on every input:
+#
+# - **Exact ties.** Its loop walks the GTs in order (the normal ones first) and takes a GT whose IoU is `>=` the
+#   best so far: when two GTs overlap a detection *exactly* equally, the **later** one wins. That is not a
+#   curiosity: the other GT stays free for the next detection, which can turn a false positive into a true one.
+# - **Crowd regions** (`iscrowd`: one box around a crowd of people) are ignored GTs that are never used up: a
+#   crowd region may absorb any number of detections.
+#
+# **Predict, then run.** Three detections (rows, best score first) and three GTs (columns) at $t = 0.5$; GT 2 is
+# a crowd region. Which GT does each detection take, and which detections are ignored?
+
+# %%
+example_iou = torch.tensor([[0.6, 0.6, 0.0], [0.9, 0.1, 0.0], [0.0, 0.2, 0.7]], dtype=torch.float64)
+example_crowd = torch.tensor([False, False, True])
+print(example_iou)
+
+# %% [markdown]
+# Detection 0 ties GTs 0 and 1 at 0.6 and takes the later one, GT 1; detection 1 then finds GT 0 free (0.9) — a
+# true positive that "the first GT wins" would have turned into a duplicate; detection 2 lands on the crowd region
+# and is ignored. The reference implementation (`course.reference.ch09`, pycocotools' loop transcribed) agrees:
+
+# %%
+print(ch09.match_detections(example_iou, example_crowd, 0.5, gt_crowd=example_crowd))
+
+# %% [markdown]
+# **Exercise 9.3** — write `match_detections(iou, gt_ignore, iou_threshold, gt_crowd=None)`.
 
 
 # %%
-def match_detections(iou: Tensor, gt_ignore: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+def match_detections(
+    iou: Tensor, gt_ignore: Tensor, iou_threshold: float, gt_crowd: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Greedy matching of one image's detections of one class, as ``pycocotools`` ``evaluateImg``.
 
     Args:
         iou: ``[K, M]`` IoU of the detections, **sorted by decreasing score**, with the GT boxes.
         gt_ignore: ``[M]`` bool, GTs that count neither as hits nor as misses.
         iou_threshold: a match needs ``IoU >= iou_threshold``.
+        gt_crowd: ``[M]`` bool or None (no crowd): crowd regions, which are also ignored GTs and may be matched
+            by any number of detections.
 
     Returns:
-        ``matched_gt`` int64 ``[K]``: the GT index each detection matched, ``-1`` for none;
+        ``matched_gt`` int64 ``[K]``: the GT index each detection matched, ``-1`` for none; among GTs with
+        exactly equal IoU the one with the higher index wins, as in pycocotools;
         ``ignored`` bool ``[K]``: detections matched to an ignored GT.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 9.3 · match_detections: for k in score order: candidates = IoU >= t and GT not yet taken; prefer non-ignored GTs; take the argmax IoU')
+    raise NotImplementedError('Exercise 9.3 · match_detections: best free GT in score order, as pycocotools breaks ties')
 
 
 # %%
-def package_style_match(iou, gt_ignore, iou_threshold):
-    """A compact, vectorised-per-detection version of the same rule (the fallback)."""
-    matched_gt, taken = (
-        torch.full((iou.shape[0],), -1, dtype=torch.int64),
-        torch.zeros(iou.shape[1], dtype=torch.bool),
-    )
-    for k in range(iou.shape[0]):
-        key = torch.where(
-            (iou[k] >= iou_threshold) & ~taken, iou[k] + 2.0 * (~gt_ignore), torch.full_like(iou[k], -1.0)
-        )
-        if key.numel() and key.max() >= 0:
-            matched_gt[k] = key.argmax()
-            taken[matched_gt[k]] = True
-    ignored = torch.zeros(len(matched_gt), dtype=torch.bool)
-    ignored[matched_gt >= 0] = gt_ignore[matched_gt[matched_gt >= 0]]
-    return matched_gt, ignored
-
-
-match_detections = check("9.3", match_detections, fallback=package_style_match)
+match_detections = check("9.3", match_detections, fallback=ch09.match_detections)
 
 # %% [markdown]
 # ## 4. The precision–recall curve and 101-point AP
@@ -224,17 +238,11 @@ def precision_recall(scores: Tensor, is_tp: Tensor, num_gt: int) -> tuple[Tensor
         ``precision [K]`` and ``recall [K]``, float64.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 9.4 · precision_recall: order = scores.sort(descending=True, stable=True); tp = cumsum(is_tp[order]); precision = tp / (1..K); recall = tp / num_gt')
+    raise NotImplementedError('Exercise 9.4 · precision_recall: running counts of hits down the score-sorted list')
 
 
 # %%
-def package_precision_recall(scores, is_tp, num_gt):
-    order = scores.sort(descending=True, stable=True).indices
-    tp = is_tp[order].double().cumsum(0)
-    return tp / torch.arange(1, len(tp) + 1, dtype=torch.float64), tp / num_gt
-
-
-precision_recall = check("9.4", precision_recall, fallback=package_precision_recall)
+precision_recall = check("9.4", precision_recall, fallback=ch09.precision_recall)
 
 # %% [markdown]
 # The raw curve zig-zags: every false positive lowers precision, every true positive raises it. AP is the area
@@ -262,20 +270,11 @@ def interpolated_ap(precision: Tensor, recall: Tensor) -> float:
         AP in ``[0, 1]``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 9.5 · interpolated_ap: envelope = precision.flip(0).cummax(0).values.flip(0); index = searchsorted(recall, RECALL_THRESHOLDS); 0 where index == K; mean')
+    raise NotImplementedError('Exercise 9.5 · interpolated_ap: the monotone envelope read at 101 recalls, averaged')
 
 
 # %%
-def package_interpolated_ap(precision, recall):
-    if precision.numel() == 0:
-        return 0.0
-    envelope = precision.flip(0).cummax(0).values.flip(0)
-    index = torch.searchsorted(recall.contiguous(), RECALL_THRESHOLDS.to(recall.dtype))
-    values = torch.cat((envelope, envelope.new_zeros(1)))[index]
-    return float(values.mean())
-
-
-interpolated_ap = check("9.5", interpolated_ap, fallback=package_interpolated_ap)
+interpolated_ap = check("9.5", interpolated_ap, fallback=ch09.interpolated_ap)
 
 # %% [markdown]
 # ## 5. COCO mAP
@@ -314,7 +313,7 @@ def coco_map(predictions: list[dict], targets: list[dict]) -> dict[str, float]:
     The teaching version: plain loops, clarity over speed. ``detector.metrics.coco_map`` calls a C++ COCOeval.
     """
     # YOUR CODE HERE
-    raise NotImplementedError("Exercise 9.6 · coco_map: per class, range, threshold: gather capped, score-sorted detections' (score, TP, ignored) over images; AP per (t, class, range); average the valid ones")
+    raise NotImplementedError('Exercise 9.6 · coco_map: AP per class, size and threshold, averaged where defined')
 
 
 # %%
@@ -323,11 +322,20 @@ coco_map = check("9.6", coco_map, fallback=package_coco_map)
 # %% [markdown]
 # ## 6. Your mAP against pycocotools, on real predictions
 #
-# The trained detector's predictions on the 60 validation images (score threshold 0.05, at most 100 per image,
-# per-class NMS at IoU 0.6 — the package's post-processing, `detector.postprocess`). The images are 320 × 320,
-# so the letterbox is the identity and boxes are already in original pixels.
+# The trained detector's predictions on the course arena's validation images, with the package's
+# post-processing (`detector.postprocess`: score threshold, top-k, per-class NMS, a cap per image; its defaults
+# are printed below). The arena's images are square at the model's input size, so the letterbox is the identity
+# and boxes are already in original pixels.
 
 # %%
+predict_defaults = {
+    name: parameter.default
+    for name, parameter in inspect.signature(model.predict).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+print(
+    f"{len(val_set)} validation images of {COURSE_ARENA['image_size']} px; model.predict defaults: {predict_defaults}"
+)
 loader = torch.utils.data.DataLoader(val_set, batch_size=12, collate_fn=collate)
 predictions, targets = [], []
 with torch.no_grad():
@@ -430,8 +438,9 @@ plt.show()
 #
 # ## 8. Why home-made mAP numbers disagree
 #
-# Each of these changes the number on the same predictions. The package's `coco_map` (and yours) follows
-# pycocotools exactly; papers and libraries that do not are not comparable with COCO numbers.
+# Each of these changes the number on the same predictions. The package's `coco_map` follows pycocotools exactly
+# (the test suite compares them to 1e-6, crowd regions and exact IoU ties included), and so does yours on data without
+# crowd regions; papers and libraries that do not are not comparable with COCO numbers.
 
 # %%
 label = max(range(len(class_names)), key=lambda c: sum(int((t["labels"] == c).sum()) for t in targets))
@@ -483,12 +492,14 @@ print(
 #
 # - `detector.metrics.coco_map` builds the COCO dicts in memory and runs **faster-coco-eval**'s C++ `COCOeval`,
 #   checked against pycocotools to 1e-6 in the test suite (crowd GTs, classes without GT, images without GT or
-#   detections, more than 100 detections per image). On 500 images × 100 detections it takes ~0.2 s where
-#   pycocotools takes ~1.8 s and your loops take far longer. `per_class_ap` reads the same evaluation.
+#   detections, more than 100 detections per image). It is several times faster than pycocotools (the measured
+#   times are in `benchmarks/results/eval.json`), and far faster than your loops. `per_class_ap` reads the same
+#   evaluation.
 # - `detector.postprocess` scores each (point, class) pair as $\sqrt{p_{\text{cls}} \cdot q_{\text{IoU}}}$ (the
-#   objectness branch predicts the IoU of its own box), keeps the top 1000 pairs above 0.05, and runs
+#   objectness branch predicts the IoU of its own box), keeps the best `pre_nms_topk` pairs above
+#   `score_thresh` (the defaults printed in section 6), and runs
 #   `torchvision.ops.batched_nms` — NMS for all classes at once by offsetting each class's boxes so that boxes of
-#   different classes never overlap — in C++, then keeps 100.
+#   different classes never overlap — in C++, then keeps `max_det`.
 # - `detector.inference.evaluate` maps letterboxed predictions back to the original image before matching
 #   (`unletterbox_boxes`), so the numbers are in the same pixels as the annotations.
 #
@@ -503,7 +514,30 @@ print(
 #
 # 1. NMS with a fixed IoU threshold fails in crowds (two overlapping people). What do Soft-NMS and "NMS-free"
 #    one-to-one assignment (DETR, YOLOv10) change, and what do they cost?
-# 2. Our scores multiply the class probability with the predicted IoU. Why should that raise AP@[.5:.95] more
-#    than AP50?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** Soft-NMS (Bodla et al. 2017) lowers the score of an overlapping box in proportion to its overlap
+# instead of deleting it, so the second person survives with a lower score and can still be a true positive; it
+# costs a little time and a second parameter, and keeps more duplicates at low scores. One-to-one assignment trains
+# a single positive per object (Hungarian matching in DETR; YOLOv10 adds a one-to-one head next to the one-to-many
+# head), so the model itself learns not to duplicate and no NMS is needed at inference; the cost is a slower
+# training signal (few positives per object), which is why YOLOv10 keeps the one-to-many head during training.
+
+# %% [markdown]
+# 2. Our scores combine the class probability with the predicted IoU (their geometric mean). Why should that
+#    raise AP@[.5:.95] more than AP50?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** AP depends only on the ranking of the detections. At IoU 0.5 a loose box and a tight box on the same
+# object are both hits, so reordering them changes little. At IoU 0.75–0.95 only the tight boxes are hits: a score
+# that includes the predicted IoU ranks them above the loose ones, so the precision at the strict thresholds rises
+# — and those thresholds are 9 of the 10 in AP@[.5:.95]. It also helps NMS keep the tighter of two duplicates.
+
+# %% [markdown]
 # 3. AP ignores the score threshold a user will pick. Which number would you report for a product that runs at
 #    a fixed threshold of 0.5?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** The precision and recall (or F1) of the detections above 0.5, per class, at the IoU the product
+# needs — the single point of the PR curve where the product operates — together with the counts of false
+# positives per image. AP averages over all thresholds, including the ones the product never uses.

@@ -27,10 +27,12 @@ from torchvision.ops import box_area, box_iou
 from torchvision.utils import draw_bounding_boxes
 
 from course import arena_dir, check
-from course.resources import trained_detector
+from course.reference import ch10
+from course.resources import COURSE_ARENA, trained_detector
 from detector.assigner import TaskAlignedAssigner
 from detector.boxes import ltrb_to_xyxy
 from detector.data import CocoDetection, collate, eval_transforms, pad_targets
+from detector.config import load_config
 from detector.visualize import (
     PALETTE,
     confusion_matrix_chart,
@@ -49,7 +51,7 @@ SIZE_LIMITS = (32.0**2, 96.0**2)
 LOCALIZATION_MIN_IOU = 0.1
 
 arena = arena_dir()
-val_set = CocoDetection(arena / "valid", transforms=eval_transforms(320))
+val_set = CocoDetection(arena / "valid", transforms=eval_transforms(COURSE_ARENA["image_size"]))
 class_names = val_set.class_names
 trained = trained_detector()
 model = trained.model
@@ -93,7 +95,7 @@ def draw_boxes(
         A new ``uint8 [3, H, W]`` image.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 10.1 · draw_boxes: colors = [PALETTE[l % len(PALETTE)]]; captions f"{name} {score:.2f}"; torchvision.utils.draw_bounding_boxes(image, boxes, captions, colors, width=2)')
+    raise NotImplementedError('Exercise 10.1 · draw_boxes: one colour per class and a caption per box')
 
 
 # %%
@@ -134,23 +136,11 @@ def gt_vs_prediction_panel(
         The matplotlib figure (two axes, one image each).
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 10.2 · gt_vs_prediction_panel: fig, (left, right) = plt.subplots(1, 2); keep = scores > score_thresh; imshow each draw_boxes(...).permute(1, 2, 0)')
+    raise NotImplementedError('Exercise 10.2 · gt_vs_prediction_panel: truth and confident predictions, side by side')
 
 
 # %%
-def package_panel(image, prediction, target, class_names, score_thresh=0.25):
-    """The same panel drawn with the package's ``draw_detections``."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    keep = prediction["scores"] > score_thresh
-    axes[0].imshow(
-        draw_detections(image, target["boxes"], target["labels"], None, class_names).permute(1, 2, 0)
-    )
-    axes[1].imshow(draw_detections(image, prediction["boxes"][keep], prediction["labels"][keep],
-                                   prediction["scores"][keep], class_names).permute(1, 2, 0))  # fmt: skip
-    return fig
-
-
-gt_vs_prediction_panel = check("10.2", gt_vs_prediction_panel, fallback=package_panel)
+gt_vs_prediction_panel = check("10.2", gt_vs_prediction_panel, fallback=ch10.gt_vs_prediction_panel)
 plt.close("all")  # the check drew test figures
 
 # %%
@@ -187,24 +177,16 @@ def assigned_points(outputs, target: dict, assigner: TaskAlignedAssigner) -> tup
         ``points [P, 2]``, ``gt_index [P]`` (index into ``target["boxes"]``) and ``strides [P]`` of the P positives.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 10.3 · assigned_points: pred_scores = cls_logits.sigmoid(); pred_boxes = ltrb_to_xyxy(points, box_ltrb); both .detach(); assigner(..., *pad_targets([target]), strides); select fg_mask[0]')
+    raise NotImplementedError('Exercise 10.3 · assigned_points: the assigner fed as the loss feeds it')
 
 
 # %%
-def package_assigned_points(outputs, target, assigner):
-    """The assignment the package's loss computes (``LossOutput.assignment``)."""
-    from detector.losses import DetectionLoss
-
-    assignment = DetectionLoss(outputs.cls_logits.shape[-1])(outputs, *pad_targets([target])).assignment
-    positive = assignment.fg_mask[0]
-    return outputs.points[positive], assignment.gt_index[0, positive], outputs.strides[positive]
-
-
-assigned_points = check("10.3", assigned_points, fallback=package_assigned_points)
+assigned_points = check("10.3", assigned_points, fallback=ch10.assigned_points)
 
 # %% [markdown]
-# The map on the validation image with the most heads. Each positive point is a dot in the colour of its GT
-# (small dots: stride 8, medium: 16, large: 32); GTs without a single positive point are drawn in black, dashed.
+# The map on the validation image with the most heads. Each positive point is a dot in the colour of its GT, the
+# dot's size growing with its level's stride (the strides are printed); GTs without a single positive point are
+# drawn in black, dashed.
 
 # %%
 heads = [int((t["labels"] % 2 == 1).sum()) for t in targets]  # labels 1 and 3 are heads
@@ -212,6 +194,10 @@ index = max(range(len(targets)), key=lambda i: heads[i])
 with torch.no_grad():
     outputs = model(images[index][None])
 points, gt_index, strides = assigned_points(outputs, targets[index], TaskAlignedAssigner(len(class_names)))
+level_strides = sorted(int(s) for s in outputs.strides.unique())
+print(
+    f"the model's levels have strides {level_strides}: the finest puts a point every {level_strides[0]} pixels"
+)
 fig, ax = plt.subplots(figsize=(7.5, 7.5))
 ax.imshow(images[index].permute(1, 2, 0).numpy())
 gt_boxes = targets[index]["boxes"]
@@ -229,9 +215,11 @@ ax.set_axis_off()
 plt.show()
 
 # %% [markdown]
-# A GT gets positives only among the points strictly inside it. The finest level has a point every 8 pixels, so a
-# head of 5 × 5 pixels often contains **no point at all**: the assigner cannot give it one, the loss never sees it,
-# and the detector cannot learn it — whatever the training budget. The numbers over the whole validation split:
+# A GT gets positives only among the points strictly inside it. The finest level puts a point every few pixels
+# (its stride, printed above), so a head smaller than that stride may contain **no point at all**: the assigner
+# cannot give it one, the loss never sees it, and the detector cannot learn it — whatever the training budget.
+# That is why the demo config runs strides 4/8/16 rather than the classic 8/16/32. The numbers over the whole
+# validation split:
 
 # %%
 unassigned, by_side = 0, []
@@ -274,6 +262,23 @@ for low, high in zip(bins[:-1], bins[1:], strict=True):
 # Every GT left unmatched is **missed**, counted by its COCO size (area $< 32^2$: small, $< 96^2$: medium, else
 # large).
 #
+# **Predict, then run.** One image, one enemy GT (label 0) of 40 × 80 px, and four detections above 0.25, best
+# first: an enemy box shifted by 4 px (IoU ≈ 0.82), the same box again, an enemy-head box (label 1) on the same
+# spot, and an enemy box of 40 × 80 px shifted by 30 px to the right (IoU 10/70 ≈ 0.14). What are `tp`, the FP
+# types and `fn`? Then run the cell (it asks the reference implementation, `course.reference.ch10`).
+
+# %%
+example_target = [{"boxes": torch.tensor([[100.0, 100.0, 140.0, 180.0]]), "labels": torch.tensor([0])}]
+example_prediction = [{"boxes": torch.tensor([[104.0, 100.0, 144.0, 180.0], [104.0, 100.0, 144.0, 180.0],
+                                              [104.0, 100.0, 144.0, 180.0], [130.0, 100.0, 170.0, 180.0]]),
+                       "scores": torch.tensor([0.9, 0.8, 0.7, 0.6]), "labels": torch.tensor([0, 0, 1, 0])}]  # fmt: skip
+print(ch10.error_breakdown(example_prediction, example_target))
+
+# %% [markdown]
+# The first box takes the GT (a true positive); the second finds it taken: a duplicate; the head box overlaps a
+# GT of another class: wrong class; the shifted box overlaps its class's GT with IoU between 0.1 and 0.5:
+# localisation. Nothing is missed.
+#
 # **Exercise 10.4** — write `error_breakdown`.
 
 
@@ -291,23 +296,11 @@ def error_breakdown(
         ``{"tp": int, "fp": {type: int for type in FP_TYPES}, "fn": {size: int for size in SIZE_NAMES}}``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 10.4 · error_breakdown: per image: sort kept detections by score; match greedily to free same-class GTs (IoU >= t); else the first of duplicate, wrong_class, localization, background; unmatched GTs by area')
+    raise NotImplementedError("Exercise 10.4 · error_breakdown: match in score order, then name each error's type")
 
 
 # %%
-def package_breakdown(predictions, targets, iou_thresh=0.5, score_thresh=0.25):
-    """``detector.visualize.error_breakdown`` reduced to the exercise's totals."""
-    full = package_error_breakdown(
-        predictions, targets, iou_thresh, score_thresh, num_classes=len(class_names)
-    )
-    return {
-        "tp": full["tp"],
-        "fp": {k: full["fp"][k]["total"] for k in FP_TYPES},
-        "fn": dict(full["fn"]["by_size"]),
-    }
-
-
-error_breakdown = check("10.4", error_breakdown, fallback=package_breakdown)
+error_breakdown = check("10.4", error_breakdown, fallback=ch10.error_breakdown)
 
 # %% [markdown]
 # ## 5. The confusion matrix
@@ -334,7 +327,7 @@ def confusion_matrix(
         ``int64 [C + 1, C + 1]``: rows GT class (row ``C``: no GT), columns predicted class (column ``C``: missed).
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 10.5 · confusion_matrix: pairs = (iou >= t).nonzero(); visit them by decreasing IoU; match if both free; then unmatched detections → row C, unmatched GTs → column C')
+    raise NotImplementedError('Exercise 10.5 · confusion_matrix: class-blind matching by overlap, leftovers in the margins')
 
 
 # %%
@@ -343,13 +336,14 @@ confusion_matrix = check("10.5", confusion_matrix, fallback=package_confusion_ma
 # %% [markdown]
 # ## 6. Where does the trained detector fail?
 #
-# All the tools on the 60 validation images. First the error types and the confusion matrix:
+# All the tools on the validation images (their number is printed). First the error types and the confusion
+# matrix:
 
 # %%
 breakdown = error_breakdown(predictions, targets)
 matrix = confusion_matrix(predictions, targets, len(class_names))
 num_gt = sum(len(t["boxes"]) for t in targets)
-print(f"{breakdown['tp']} of {num_gt} GTs found at score > 0.25, IoU ≥ 0.5")
+print(f"{len(targets)} validation images: {breakdown['tp']} of {num_gt} GTs found at score > 0.25, IoU ≥ 0.5")
 print("false positives:", breakdown["fp"])
 print("missed, by size:", breakdown["fn"])
 display(confusion_matrix_chart(matrix, class_names))
@@ -411,28 +405,54 @@ display(
 )
 
 # %% [markdown]
+# The diagnosis in numbers, for the weights loaded at the top of the chapter, and the plan of the `make train`
+# demo for comparison:
+
+# %%
+SMALL_SIDE = 16  # px: "far" objects, about the size of the arena's distant heads
+far = sides < SMALL_SIDE
+fp_total = sum(breakdown["fp"].values())
+largest_fp = max(FP_TYPES, key=lambda kind: breakdown["fp"][kind])
+print(
+    f"recall (IoU ≥ 0.5, score > 0.25) of GTs under {SMALL_SIDE} px: {float(found[far].float().mean()):.0%} "
+    f"of {int(far.sum())}; of the larger ones: {float(found[~far].float().mean()):.0%} of {int((~far).sum())}"
+)
+print(f"largest false-positive type: {largest_fp} ({breakdown['fp'][largest_fp]} of {fp_total})")
+demo = load_config("arena_cpu")
+print(
+    f"{trained.source}: {len(trained.history)} epochs of training; the make-train demo plans "
+    f"{demo.train.epochs} epochs over {demo.data.arena.n_train} images within "
+    f"train.max_minutes = {demo.train.max_minutes}"
+)
+
+# %% [markdown]
 # ### Reading the diagnosis
 #
-# With the 90-second course model (a `make train` model makes every count smaller, but the *shape* is the same):
+# With the short course run the counts are large; a `make train` model makes every count smaller, and the
+# printed numbers show where this one stands. What to look for:
 #
-# - **Far heads are missed first.** Recall collapses below ~16 px of side, and heads are the smallest objects.
-#   Part of that is learnable (more training), part is structural: the assignment table above shows that most
-#   GTs under 8 px contain no grid point and therefore never become a training target.
-# - **Localisation errors** are typically the largest FP type of a young model: the right object, a box that is
-#   too loose. AP at IoU 0.75 (Chapter 9) punishes exactly these.
+# - **Far heads are missed first.** Recall falls with the object's size (the bar chart), and heads are the
+#   smallest objects. Part of that is learnable (more training), part is structural: a GT smaller than the finest
+#   stride may contain no grid point and then never becomes a training target (the assignment table above).
+# - **Localisation errors** — the right object, a box that is too loose — are a common FP type of a young model;
+#   AP at IoU 0.75 (Chapter 9) punishes exactly these.
 # - **Duplicates**: a young model's boxes on one object vary so much that two of them can overlap less than NMS's
-#   0.6 and both survive; they become rare as the boxes tighten.
-# - **Wrong class** errors are mostly body ↔ head confusions (a head box on a small figure) and enemy ↔ friendly
-#   ones on distant figures whose team colour is a few pixels. Background FPs land on clutter and HUD elements.
+#   IoU threshold and both survive; they become rare as the boxes tighten.
+# - **Wrong class** errors: look in the confusion matrix for body ↔ head confusions (a head box on a small
+#   figure) and enemy ↔ friendly ones on distant figures whose team colour is a few pixels. Background FPs land on
+#   clutter and HUD elements (the pictures above).
 #
 # What would you change? In order of expected effect for this data:
 #
-# 1. **Train longer and on more data** (`make train`: 1200 images, ~12 minutes) — the course model saw each image
-#    at most 3 times.
-# 2. **A finer level or a larger input** for the far heads: a stride-4 level (P2, `model.out_indices: [1, 2, 3, 4]`)
-#    or 640-px inputs put points inside 4-px heads — at 2–4× the compute.
-# 3. **Centre sampling with a radius** (`loss.assigner.center_radius`) lets points *near* a tiny GT become
-#    candidates, so no GT stays without a positive.
+# 1. **Train longer and on more data** (`make train`, with the plan printed above) — the course run sees each
+#    image only a few times.
+# 2. **A larger input** for the far heads: the demo already has a stride-4 level (P2); at 640 px instead of 320 px
+#    every head covers four times as many grid points — at about four times the compute.
+# 3. **A wider candidate region for tiny GTs.** In this package `loss.assigner.center_radius` only *removes*
+#    candidates (it keeps the points inside the box that are also near its centre), so it cannot help a GT without
+#    a point inside. What would help is the opposite rule: let points *near* a tiny GT become candidates too —
+#    YOLOX's SimOTA, for one, draws candidates from a region a few strides wide around the GT's centre, whatever
+#    the box's size. Not implemented here; a good exercise.
 # 4. **Augmentations that make small objects common**: mosaic, scale jitter, copy-paste of heads.
 #
 # Measure each change with the tools of this chapter, not only with mAP.
@@ -452,9 +472,9 @@ display(
 #
 # The classes come from the export (Roboflow's placeholder category is dropped, Chapter 1); `KEY=VALUE` overrides
 # change any config field (`detector train --help` lists examples). Training from scratch on a few hundred images
-# is slow to converge: a local ImageNet checkpoint of the backbone (`model.pretrained=weights/resnet50.pth`,
-# a timm state_dict you saved on a machine with internet access; nothing is downloaded) helps more than anything
-# else.
+# is slow to converge: ImageNet weights for the backbone help more than anything else — a local file
+# (`model.pretrained=weights/resnet50.pth`, a timm state_dict saved on a machine with internet access) or, with
+# internet access, `model.pretrained=timm` (downloaded through timm's hub only when you ask for it).
 #
 # The **halo recipe** on a GPU — the seed's ResNet-50, 640 px, Adam 1e-3, cosine, 30 epochs, with this course's
 # assigner, losses, EMA and AMP:
@@ -484,15 +504,40 @@ display(
 # ## Summary
 #
 # Look before you tune: draw predictions next to the GT, draw what the assigner does, and sort every error into a
-# type. For the arena detector the dominant failure is small, far heads — partly a training budget problem, partly
-# a geometry problem (no grid point inside the box) that only a finer level, a larger input or a wider candidate
-# region fixes. The same tools, and the same package, work on your own Roboflow export and on a GPU.
+# type. For the arena detector the small, far heads are where recall falls first — partly a training budget
+# problem, partly a geometry problem (no grid point inside the box) that only a finer level, a larger input or a
+# wider candidate region fixes. The same tools, and the same package, work on your own Roboflow export and on a GPU.
 #
 # ## Open questions
 #
 # 1. A detection with IoU 0.45 on the right object counts as a localisation FP *and* leaves its GT missed. Should an
 #    error analysis count it once or twice? (TIDE's answer: attribute the mAP lost to each error type.)
-# 2. Which would cost less compute for the far heads: a P2 level on 320-px input, or the P3–P5 detector on 640-px
-#    input? Count the grid points.
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** Counting it twice double-books one mistake: fixing the box would remove both the FP and the miss.
+# TIDE (Bolya et al. 2020) therefore does not count errors; it fixes one error type at a time (here: moves the
+# loose box onto its GT) and reports how much mAP that recovers. A poorly localised box then costs "localisation"
+# mAP only, and the missed-GT category keeps the objects that no detection came near.
+
+# %% [markdown]
+# 2. The demo detects on strides 4/8/16 (P2–P4) at 320 px. Which would cost less compute for the far heads: that,
+#    or the classic P3–P5 levels (strides 8/16/32) on 640-px input? Count the grid points, then think of the
+#    backbone.
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** The same number of head points: $(320/4)^2 + (320/8)^2 + (320/16)^2 = 6400 + 1600 + 400 = 8400$ and
+# $(640/8)^2 + (640/16)^2 + (640/32)^2 = 8400$, with the same points per pixel of the original scene on the
+# finest level. The difference is in the backbone and the neck: at 640 px every convolution of the backbone
+# runs on four times as many pixels, while P2 at 320 px adds only the neck's and head's work on one large map.
+# So P2 at 320 px is far cheaper; 640 px in exchange gives every object four times as many pixels to be
+# recognised from, which helps the heads' *classification*, not only their assignment.
+
+# %% [markdown]
 # 3. The confusion matrix ignores scores below 0.25. How would you choose the operating threshold for a game bot
 #    that must never shoot a friendly?
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **Answer.** From the cost of the errors, on a validation set: sweep the threshold and, for each, count the
+# friendly → enemy confusions (a column of the confusion matrix) and the enemies found; pick the lowest threshold
+# at which friendly-as-enemy stays at zero (with margin: a held-out set, a confidence bound), and accept the
+# enemies it misses. A per-class threshold (stricter for "enemy") does this better than one global number.
