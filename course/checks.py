@@ -133,10 +133,20 @@ def _key(exercise_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in exercise_id.split("."))
 
 
-def stub_exercise(error: BaseException) -> str | None:
-    """The exercise id that a stub's ``NotImplementedError("Exercise 6.3 · ...")`` names, else None."""
-    match = EXERCISE_ID.search(str(error)) if isinstance(error, NotImplementedError) else None
-    return f"{match.group(1)}.{match.group(2)}" if match else None
+def stub_exercise(error: BaseException | None) -> str | None:
+    """The exercise id that a stub's ``NotImplementedError("Exercise 6.3 · ...")`` names, else None.
+
+    Looks through the chain of causes too, so a test that wraps the stub's error in its own diagnosis
+    still reports a stub, not a failure.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        match = EXERCISE_ID.search(str(error)) if isinstance(error, NotImplementedError) else None
+        if match:
+            return f"{match.group(1)}.{match.group(2)}"
+        error = error.__cause__ or error.__context__
+    return None
 
 
 _LIBRARY_DIRS = tuple(

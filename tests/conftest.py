@@ -111,6 +111,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         culprit = _replays[path].culprit(exercise_id) if status == "fail" and path in _replays else None
         name = names.get(exercise_id, "").split("·")[-1].split(":")[0].strip() or exercise_id
         terminalreporter.write_line(verdict(exercise_id, name, results, culprit))
-    failing = [e for e in sorted(_results, key=_key) if overall([s for _, s, _ in _results[e][1]]) == "fail"]
-    more = f" · hints: make hint EX={failing[0]}" if failing else ""
+    unsolved = [e for e in sorted(_results, key=_key) if overall([s for _, s, _ in _results[e][1]]) != "pass"]
+    more = f" · next: Exercise {unsolved[0]} (hints: make hint EX={unsolved[0]})" if unsolved else ""
     terminalreporter.write_line(f"{passed} of {len(_results)} exercises pass{more}")

@@ -305,4 +305,22 @@ def test_make_check_on_a_partly_solved_chapter_judges_as_the_notebook(tmp_path):
     assert summary[3].startswith("✓ Exercise 6.3 · select_topk") and summary[6].startswith(
         "✓ Exercise 6.6"
     ), out
-    assert summary[7] == "2 of 6 exercises pass" and "failed" in summary[8] and len(summary) == 9, out
+    assert (
+        summary[7] == "2 of 6 exercises pass · next: Exercise 6.1 (hints: make hint EX=6.1)"
+        and "failed" in summary[8]
+        and len(summary) == 9
+    ), out
+
+
+def test_a_stub_wrapped_in_a_tests_own_diagnosis_is_still_a_stub():
+    def wrapped():
+        try:
+            raise NotImplementedError("Exercise 98.1 · double: twice the value")
+        except Exception as error:
+            raise AssertionError("double raised with input 3: ...") from error
+
+    assert diagnose(_raised(wrapped), "98.1") == ("todo", "98.1 not implemented yet")
+    assert diagnose(_raised(wrapped), "98.2") == (
+        "todo",
+        "98.2 uses Exercise 98.1, which is not implemented yet",
+    )
