@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.ops import box_convert
 
-from course.checks import exercise, expect, expect_close, expect_shape
+from course.checks import CheckFailure, exercise, expect, expect_close, expect_shape
 from course.paths import SHARED_DATASETS_DIR
 from detector.data import CocoDetection, eval_transforms, unletterbox_boxes
 from detector.data.coco import category_mapping
@@ -37,7 +37,16 @@ def test_xywh_to_xyxy_hand_computed(impl):
 def test_xywh_to_xyxy_matches_torchvision_with_batch_dims_and_empty(impl):
     boxes_xywh = torch.rand(2, 5, 4) * 100
     expected = box_convert(boxes_xywh.reshape(-1, 4), "xywh", "xyxy").reshape(2, 5, 4)
-    expect_close(impl.xywh_to_xyxy(boxes_xywh), expected, "boxes with leading shape [2, 5]")
+    fixed_axis = "works on [K, 4] only: index the last axis ([..., :2], unbind(-1)), not axis 1"
+    try:
+        got = impl.xywh_to_xyxy(boxes_xywh)
+    except (RuntimeError, IndexError, ValueError) as error:
+        raise CheckFailure(
+            f"boxes with leading shape [2, 5] raised {type(error).__name__}: {fixed_axis}"
+        ) from None
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        expect(False, f"boxes with leading shape [2, 5] came back as {list(got.shape)}: {fixed_axis}")
+    expect_close(got, expected, "boxes with leading shape [2, 5]")
     expect_shape(impl.xywh_to_xyxy(torch.zeros(0, 4)), (0, 4), "an image without boxes")
 
 
@@ -146,6 +155,28 @@ def test_letterbox_matches_the_package_exact_factors(impl):
     )
 
 
+@exercise("1.3")
+def test_letterbox_odd_padding_rounds_down(impl):
+    """100 × 203 → 96: resized 47 × 96, top padding (96 - 47) // 2 = 24, and 25 rows of grey below."""
+    image = torch.full((3, 100, 203), 7, dtype=torch.uint8)
+    boxes = torch.tensor([[0.0, 0.0, 203.0, 100.0]])
+    out, out_boxes, scale, pad = impl.letterbox(image, boxes, 96)
+    expect(
+        tuple(pad) != (0, 25),
+        "pad (left, top) is (0, 25), expected (0, 24): (96 - 47) / 2 = 24.5 was rounded up; round the padding "
+        "down with floor division, (size - new_h) // 2, so the odd pixel of grey goes to the bottom",
+    )
+    expect(
+        tuple(pad) == (0, 24),
+        f"pad (left, top) should be (0, 24) for a 96 × 47 resized image, got {tuple(pad)}",
+    )
+    expect(
+        bool((out[:, 23] == 114).all() and (out[:, 24] != 114).all() and (out[:, 71:] == 114).all()),
+        "rows 0–23 and 71–95 must be grey 114 and the image must fill rows 24–70",
+    )
+    expect_close(out_boxes, torch.tensor([[0.0, 24.0, 96.0, 71.0]]), "the whole-image box, letterboxed")
+
+
 # Exercise 1.4 · unletterbox_boxes --------------------------------------------------------------------------
 @exercise("1.4")
 def test_unletterbox_inverts_letterbox(impl):
@@ -154,6 +185,21 @@ def test_unletterbox_inverts_letterbox(impl):
     _, target = eval_transforms(96)(torch.zeros(3, *orig_size, dtype=torch.uint8), {"boxes": boxes})
     info = target["letterbox"]
     back = impl.unletterbox_boxes(target["boxes"], info["scale"], info["pad"], orig_size)
+    pad = torch.tensor([*info["pad"], *info["pad"]], dtype=torch.float32)
+    factors = torch.tensor([96 / 203, 48 / 101] * 2)  # round(W·scale) / W, round(H·scale) / H
+    slips = {
+        "divided by scale instead of the exact per-axis factors round(W·scale) / W, round(H·scale) / H": (
+            target["boxes"] - pad
+        )
+        / info["scale"],
+        "divided before subtracting the padding: remove (left, top) first, then divide": target["boxes"]
+        / factors
+        - pad,
+    }
+    for slip, wrong in slips.items():
+        if isinstance(back, torch.Tensor) and back.shape == wrong.shape:
+            clipped = torch.minimum(wrong.clamp(min=0), torch.tensor([203.0, 101.0, 203.0, 101.0]))
+            expect(not torch.allclose(back, clipped, atol=1e-3), f"boxes mapped back: {slip}")
     expect_close(
         back,
         boxes,
@@ -183,6 +229,10 @@ def test_collate_stacks_images_and_keeps_targets(impl):
     ]
     images = [torch.full((3, 8, 8), i, dtype=torch.uint8) for i in range(2)]
     got_images, got_targets = impl.collate(list(zip(images, targets, strict=True)))
+    expect(
+        not (isinstance(got_images, torch.Tensor) and tuple(got_images.shape) == (6, 8, 8)),
+        "images of shape [6, 8, 8]: torch.cat joins along the channel axis; stacking adds a new batch axis",
+    )
     expect_shape(got_images, (2, 3, 8, 8), "batched images")
     expect(bool((got_images[1] == 1).all()), "images must stay in batch order")
     expect(isinstance(got_targets, list) and len(got_targets) == 2, "targets: a list with one dict per image")
@@ -223,8 +273,23 @@ def test_dataset_item_matches_the_package(impl):
         dataset, reference = impl.RoboflowSplit(split), CocoDetection(split)
         expect(len(dataset) == 2, f"two images, got len {len(dataset)}")
         for index in range(2):
-            image, target = dataset[index]
+            try:
+                image, target = dataset[index]
+            except (RuntimeError, ValueError, IndexError) as error:
+                if index == 1:  # the image without annotations
+                    raise CheckFailure(
+                        f"image 1 has no annotations and raised {type(error).__name__}: an empty list of bboxes "
+                        "must still give boxes of shape [0, 4] (a tensor of the empty list has shape [0])"
+                    ) from None
+                raise
             expected_image, expected = reference[index]
+            if index == 0 and isinstance(target.get("boxes"), torch.Tensor):
+                expect(
+                    not torch.allclose(
+                        target["boxes"], torch.tensor([[1.0, 2.0, 10.0, 20.0], [5.5, 6.0, 4.0, 3.0]])
+                    ),
+                    "image 0: the boxes are still COCO [x, y, w, h]: convert them with xywh_to_xyxy",
+                )
             expect_shape(
                 image, tuple(expected_image.shape), f"image {index}", hint="decode as RGB: uint8 [3, H, W]"
             )
