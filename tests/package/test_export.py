@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from detector.api import load
-from detector.cli import main
+from detector.cli import build_parser, main
 from detector.errors import UserError
 from detector.export import ExportWrapper
 from detector.postprocess import postprocess, select_detections
@@ -77,3 +77,21 @@ def test_torchscript_matches_pytorch_at_another_size(checkpoint: Path, reference
 def test_unknown_format_is_a_user_error(checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not one of"):
         load(checkpoint, "cpu").export(tmp_path / "m.tflite", "tflite")
+
+
+def test_the_guide_states_the_default_post_processing() -> None:
+    """The package guide's numbers: the export's post-processing (EvalConfig defaults), predict's defaults."""
+    from course.paths import REPO_ROOT
+    from detector.config import EvalConfig
+
+    guide = " ".join((REPO_ROOT / "site" / "guide.md").read_text().split())
+    defaults = EvalConfig()
+    call = (f"select_detections(scores[b], boxes[b], {defaults.score_thresh}, {defaults.pre_nms_topk}, "
+            f"{defaults.nms_iou}, {defaults.max_det})")  # fmt: skip
+    assert call in guide
+    steps = f"take the best {defaults.pre_nms_topk}, run per-class NMS (IoU {defaults.nms_iou}) and keep"
+    assert f"{steps} {defaults.max_det}" in guide
+    assert "matches PyTorch within 1e-4" in guide and TOLERANCE == 1e-4
+    predict = build_parser()._subparsers._group_actions[0].choices["predict"]  # the CLI's own defaults
+    assert f"`--conf` (default {predict.get_default('conf')})" in guide
+    assert f"(`--batch {predict.get_default('batch')}`)" in guide
