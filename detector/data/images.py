@@ -93,8 +93,22 @@ def find_file(root: Path, file_name: str) -> Path | None:
 def _header(path: Path) -> tuple[int, int, int, str]:
     """``(stored width, stored height, EXIF orientation, Pillow mode)`` from the file's header."""
     with Image.open(path) as image:
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1) if image.format == "JPEG" else 1
-        return image.width, image.height, int(orientation), image.mode
+        return image.width, image.height, _orientation(image), image.mode
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation torchvision's ``decode_image`` applies (JPEG, PNG), 1 when none; no decoding.
+
+    (``Image.getexif()`` of a PNG would decode the whole image; its ``eXIf`` chunk, which Pillow and
+    cameras write before the pixel data, is already in ``image.info`` after opening.)
+    """
+    if image.format == "JPEG":
+        return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    if image.format == "PNG" and "exif" in image.info:
+        exif = Image.Exif()
+        exif.load(image.info["exif"])
+        return int(exif.get(EXIF_ORIENTATION, 1))
+    return 1
 
 
 def scan_images(

@@ -131,17 +131,24 @@ def colour_modes(folder: Path) -> Path:
 
 
 def exif_jpeg(path: Path, seed: int = 0, orientation: int = ROTATE_90_CW) -> None:
-    """A phone-style JPEG: stored ``WIDTH × HEIGHT`` pixels plus an EXIF orientation tag."""
+    """A phone-style JPEG (or PNG, by the suffix): stored ``WIDTH × HEIGHT`` pixels plus an EXIF orientation tag."""
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
-    save(Image.fromarray(pixels(seed)), path, quality=95, exif=exif.tobytes())
+    save(
+        Image.fromarray(pixels(seed)),
+        path,
+        exif=exif.tobytes(),
+        **({"quality": 95} if path.suffix == ".jpg" else {}),
+    )
 
 
 def exif_oriented_record(folder: Path) -> Path:
-    """EXIF orientation 6 and a record giving the *oriented* size (``HEIGHT × WIDTH``): what labelling tools
-    that show the rotated photo write. A 10 × 6 box at the top left of the oriented image."""
+    """EXIF orientation 6 and records giving the *oriented* size (``HEIGHT × WIDTH``): what labelling tools
+    that show the rotated photo write. A 10 × 6 box at the top left of each oriented image (a JPEG, a PNG)."""
     exif_jpeg(folder / "phone.jpg")
-    return write_json(folder, [record(0, "phone.jpg", HEIGHT, WIDTH)], [box(1, 0, 1, [1, 1, 10, 6])])
+    exif_jpeg(folder / "phone.png")
+    images = [record(0, "phone.jpg", HEIGHT, WIDTH), record(1, "phone.png", HEIGHT, WIDTH)]
+    return write_json(folder, images, [box(1, 0, 1, [1, 1, 10, 6]), box(2, 1, 1, [1, 1, 10, 6])])
 
 
 def exif_stored_record(folder: Path) -> Path:
