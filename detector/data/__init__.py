@@ -1,7 +1,8 @@
 """Data layer: Roboflow COCO exports, the Hugging Face parquet layout, the generated arena, transforms, batching.
 
-Every data set returns ``image, target`` with ``image`` ``uint8 [3, H, W]`` and ``target`` holding ``boxes``
-(``float32 [K, 4]`` xyxy pixels), ``labels`` (``int64 [K]`` in ``0..C-1``) and ``image_id`` (int).
+Every data set returns ``image, target`` with ``image`` ``uint8 [3, H, W]`` RGB and ``target`` holding ``boxes``
+(``float32 [K, 4]`` xyxy pixels), ``labels`` (``int64 [K]`` in ``0..C-1``), ``iscrowd`` (``int64 [K]``, 1 for
+a crowd region), ``area`` (``float32 [K]``, original pixels²: COCO's size buckets) and ``image_id`` (int).
 """
 
 from detector.data.arena_scene import ARENA_CLASSES
