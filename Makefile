@@ -9,8 +9,14 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 CH ?= 1
 NOTEBOOK_DIR := build/notebooks
 PYTEST := $(PY) -m pytest
+# JupyterLab settings shipped with the course: a chapter's .py opens as a notebook (jupytext), its kernel starts.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+LAB_DIR ?= chapters
+LAB_ARGS ?=
+# as root (a container's usual user) Jupyter refuses to start without --allow-root
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help venv train test test-package test-notebooks test-site check hint exercises lab docs serve-docs bench lint clean
+.PHONY: help venv train test test-package test-notebooks test-site check hint exercises lab docs serve-docs record-demo bench lint clean
 
 help:
 	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU)"
@@ -20,6 +26,7 @@ help:
 	@echo "make lab         JupyterLab on chapters/ (jupytext opens the .py files as notebooks)"
 	@echo "make exercises   regenerate chapters/ from solutions/ (maintainers: overwrites chapters/!)"
 	@echo "make docs        build the course site into build/site; make serve-docs to browse it"
+	@echo "make record-demo keep the last make train run (runs/arena_cpu) as the site's landing figures and picture"
 	@echo "make bench       the benchmarks (speed and quality against the peers)"
 
 venv: $(STAMP)
@@ -45,7 +52,8 @@ test-notebooks: $(STAMP)
 	$(PYTEST) -p course.pytest_notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		-o addopts="" -q $(NOTEBOOK_DIR)
 
-test-site: $(STAMP)
+# the browser tests need Debian's chromium (.ci/run installs it); screenshots go to build/screenshots/
+test-site: $(STAMP) $(LAB_SETTINGS)
 	$(PYTEST) tests/site -q
 
 check: $(STAMP)
@@ -57,13 +65,6 @@ hint: $(STAMP)
 
 exercises: $(STAMP)
 	$(PY) -m course.notebooks exercises
-
-# JupyterLab settings shipped with the course: a chapter's .py opens as a notebook (jupytext), its kernel starts.
-LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
-LAB_DIR ?= chapters
-LAB_ARGS ?=
-# as root (a container's usual user) Jupyter refuses to start without --allow-root
-LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(LAB_SETTINGS): course/jupyterlab/overrides.json $(STAMP)
 	mkdir -p $(dir $@) && cp $< $@
@@ -78,6 +79,9 @@ docs: $(STAMP)
 
 serve-docs: docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+record-demo: $(STAMP)
+	$(PY) -m course.demo record runs/arena_cpu
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
