@@ -31,7 +31,14 @@ from typing import Any
 
 import torch
 
-from course.exercises import EXERCISE_ID, CheckCall, check_calls, exercise_owners, load_exercises
+from course.exercises import (
+    EXERCISE_ID,
+    CheckCall,
+    check_calls,
+    exercise_key,
+    exercise_owners,
+    load_exercises,
+)
 from course.hints import after_failed_attempt
 from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 
@@ -127,10 +134,6 @@ def expect_close(
 def first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
-
-
-def _key(exercise_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise_id.split("."))
 
 
 def stub_exercise(error: BaseException | None) -> str | None:
@@ -313,7 +316,7 @@ def check(exercise_id: str, *definitions: Any, fallback: Any = None) -> Any:
     earlier = [
         (earlier_id, target, package)
         for earlier_id, (target, package) in _FALLBACKS.items()
-        if earlier_id.split(".")[0] == chapter and _key(earlier_id) < _key(exercise_id)
+        if earlier_id.split(".")[0] == chapter and exercise_key(earlier_id) < exercise_key(exercise_id)
     ]
     if fallback is not None:
         _FALLBACKS[exercise_id] = (name, fallback)
@@ -357,7 +360,7 @@ class NotebookReplay:
     def _earlier(self, exercise_id: str) -> list[CheckCall]:
         index = next((i for i, c in enumerate(self.calls) if c.exercise_id == exercise_id), None)
         if index is None:
-            return [c for c in self.calls if _key(c.exercise_id) < _key(exercise_id)]
+            return [c for c in self.calls if exercise_key(c.exercise_id) < exercise_key(exercise_id)]
         return [c for c in self.calls[:index] if c.exercise_id != exercise_id]
 
     def scope(self, exercise_id: str) -> types.ModuleType:

@@ -31,6 +31,11 @@ EXERCISE_ID = re.compile(r"Exercise (\d+)\.(\d+)")
 STUB_COMMENT = "# YOUR CODE HERE"
 
 
+def exercise_key(exercise_id: str) -> tuple[int, ...]:
+    """Sort key of an exercise id: ``"6.10"`` after ``"6.9"``."""
+    return tuple(int(part) for part in exercise_id.split("."))
+
+
 class ExerciseMarkupError(ValueError):
     """A solution notebook whose BEGIN/END SOLUTION markers do not pair up or carry no message."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from course.exercises import solution_messages
+from course.exercises import exercise_key, solution_messages
 
 HINTS_DIR = Path(__file__).resolve().parent / "hints"
 LEVEL_KEYS = {2: "idea", 3: "recipe"}
@@ -86,7 +86,7 @@ def hint(exercise_id: str, level: int = 3) -> None:
     exercise_id = str(exercise_id)
     if exercise_id not in stub_phrases():
         print(
-            f"There is no exercise {exercise_id}: the ids are {', '.join(sorted(stub_phrases(), key=_key))}"
+            f"There is no exercise {exercise_id}: the ids are {', '.join(sorted(stub_phrases(), key=exercise_key))}"
         )
         return
     for current in range(1, level + 1):
@@ -105,10 +105,6 @@ def after_failed_attempt(exercise_id: str) -> str | None:
     level = 2 if _failed_attempts[exercise_id] == 1 else 3
     text = hint_text(exercise_id, level)
     return None if text is None else _format(exercise_id, level, text)
-
-
-def _key(exercise_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise_id.split("."))
 
 
 def main(argv: list[str] | None = None) -> int:

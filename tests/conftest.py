@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from course.checks import NotebookReplay, diagnose, overall, verdict
-from course.exercises import load_exercises, solution_messages
+from course.exercises import exercise_key, load_exercises, solution_messages
 from course.paths import REPO_ROOT, SOLUTIONS_DIR
 
 
@@ -94,23 +94,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     _results.setdefault(exercise_id, (path, []))[1].append((item.name, status, detail))
 
 
-def _key(exercise_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise_id.split("."))
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _results or not _judged_as_notebook(config):
         return
     terminalreporter.section("exercises, judged as your notebook's check cells judge them")
     names = solution_messages()
     passed = 0
-    for exercise_id in sorted(_results, key=_key):
+    for exercise_id in sorted(_results, key=exercise_key):
         path, results = _results[exercise_id]
         status = overall([s for _, s, _ in results])
         passed += status == "pass"
         culprit = _replays[path].culprit(exercise_id) if status == "fail" and path in _replays else None
         name = names.get(exercise_id, "").split("·")[-1].split(":")[0].strip() or exercise_id
         terminalreporter.write_line(verdict(exercise_id, name, results, culprit))
-    unsolved = [e for e in sorted(_results, key=_key) if overall([s for _, s, _ in _results[e][1]]) != "pass"]
+    unsolved = [
+        e for e in sorted(_results, key=exercise_key) if overall([s for _, s, _ in _results[e][1]]) != "pass"
+    ]
     more = f" · next: Exercise {unsolved[0]} (hints: make hint EX={unsolved[0]})" if unsolved else ""
     terminalreporter.write_line(f"{passed} of {len(_results)} exercises pass{more}")

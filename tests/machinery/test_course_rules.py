@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from course.exercises import check_calls, find_regions
+from course.exercises import check_calls, exercise_key, find_regions
 from course.hints import load_hints
 from course.paths import SOLUTIONS_DIR, chapter_files
 
@@ -174,7 +174,7 @@ def test_every_exercise_has_hints_at_levels_two_and_three():
     exercises = {region.exercise_id: path for path, region in _messages()}
     missing = [
         f"  {exercise_id}: {level} missing in course/hints/{path.stem}.yaml"
-        for exercise_id, path in sorted(exercises.items(), key=lambda kv: tuple(map(int, kv[0].split("."))))
+        for exercise_id, path in sorted(exercises.items(), key=lambda kv: exercise_key(kv[0]))
         for level in ("idea", "recipe")
         if not hints.get(exercise_id, {}).get(level, "").strip()
     ]
