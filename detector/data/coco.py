@@ -258,9 +258,10 @@ def parse_coco(
         if box is not None:
             box_area = (box[2] - box[0]) * (box[3] - box[1])
             column = columns[index_of[ann["image_id"]]]
-            for key, value in zip(column, (box, label_of[ann["category_id"]], int(crowd),
-                                           _number(ann, "area", box_area, where)), strict=True):  # fmt: skip
-                column[key].append(value)
+            column["boxes"].append(box)
+            column["labels"].append(label_of[ann["category_id"]])
+            column["iscrowd"].append(int(crowd))
+            column["area"].append(_number(ann, "area", box_area, where))
     annotations = [_as_tensors(column) for column in columns]
     report.num_boxes = sum(len(a["labels"]) for a in annotations)
     report.num_negatives = sum(1 for a in annotations if len(a["labels"]) == 0)
@@ -284,7 +285,9 @@ def apply_transforms(
     """Run ``transforms(image, target)`` with ``target["boxes"]`` as ``tv_tensors.BoundingBoxes`` (xyxy).
 
     Works with the transforms of :mod:`detector.data.transforms` and with any ``torchvision.transforms.v2``
-    pipeline; the returned image and boxes are plain tensors again.
+    pipeline; the returned image and boxes are plain tensors again. A pipeline that removes boxes
+    (``v2.SanitizeBoundingBoxes``) must remove the per-box ``labels``, ``iscrowd`` and ``area`` with them
+    (its ``labels_getter``).
     """
     if transforms is None:
         return image, target
