@@ -183,6 +183,7 @@ class Runner:
             print(data_summary(self.train_set, self.val_set, self.class_names), flush=True)
         metrics = _val_metrics(self.history[-1]) if self.history else {}
         self.budget.start(self.step)
+        self._first_step = self.step + 1  # synced at once: the budget's start-up interval
         try:
             with self.stop.installed():
                 while self.step < self.schedule.total_steps and not self.out_of_time:
@@ -211,11 +212,10 @@ class Runner:
             self._resume_rng = None
         self._bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.dist.is_main,
                          desc=f"epoch {self.epoch + 1}/{self.planned_epochs}", dynamic_ncols=True)  # fmt: skip
-        first_step = self.step + 1
         for images, targets in batches:
             self._train_step(images, targets)
             self._bar.update()
-            if self.step % self.config.train.log_every == 0 or self.step == first_step:
+            if self.step % self.config.train.log_every == 0 or self.step == self._first_step:
                 self._sync()
             stop = self._stopping if self.dist.enabled else self.stop.requested  # one process: no sync needed
             if stop or self.out_of_time or self.step >= self.schedule.total_steps:

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from detector import engine
+from detector import distributed, engine
 from detector.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from detector.cli import main
 from detector.config import ConfigError, load_config
@@ -413,3 +413,19 @@ def test_fit_prints_the_data_and_the_time_estimate(
     out = capsys.readouterr().out
     assert "data: 4 classes" in out and "train: 8 images, 50 boxes" in out
     assert re.search(r"pace \d+\.\d+ s per step \(4 steps per epoch\); plan 4 steps \(1\.0 epochs\)", out)
+
+
+def test_host_syncs_and_collectives_only_at_sync_points(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 steps, train.log_every=10: one sync after the first step and one at each epoch's end — not per step."""
+    runner = Runner(tiny_config(tiny_root, tmp_path))
+    calls = []
+    for name in ("max_over_processes", "any_process", "reduce_mean"):
+        real = getattr(distributed, name)
+        monkeypatch.setattr(
+            distributed, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a)
+        )
+    runner.fit()
+    assert calls.count("max_over_processes") == 3 and "any_process" not in calls
+    assert calls.count("reduce_mean") == 2  # the epoch means
