@@ -645,13 +645,13 @@ for name, implementation in (
     )
 
 # %% [markdown]
-# And the speed, best of 5 runs (on shared CPU cores the numbers are noisy; a GPU widens the gaps): the image
+# And the speed, best of 3 runs (on shared CPU cores the numbers are noisy; a GPU widens the gaps): the image
 # loop, our dense batched version, and the package, which computes the metric only at candidate triples and
 # chunks the batch to bound memory.
 
 
 # %%
-def best_time(fn, repeats=5):
+def best_time(fn, repeats=3):
     """Best wall time of ``fn()`` over a few runs, in ms."""
     times = []
     for _ in range(repeats):

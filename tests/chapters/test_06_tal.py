@@ -133,7 +133,11 @@ def _reference_metric(pred_scores, pred_boxes, gt_labels, gt_boxes, alpha, beta)
 @exercise("6.2")
 def test_metric_hand_built(impl):
     inputs = _metric_case()
-    metric, iou = impl.alignment_metric(*inputs, alpha=1.0, beta=6.0)
+    try:
+        metric, iou = impl.alignment_metric(*inputs, alpha=1.0, beta=6.0)
+    except RuntimeError as error:
+        expect(False, f"alignment_metric raised a shape error ({str(error).splitlines()[0]}): with 2 GTs and 3 "
+                      "points the IoU table and the class-score table must both be [M, N] = [2, 3], GTs first")  # fmt: skip
     expected_metric, expected_iou = _reference_metric(*inputs, 1.0, 6.0)
     expect_shape(
         iou, (2, 3), "IoU of 2 GTs with 3 points", hint="pairwise IoU [M, N]: box_iou(gt_boxes, pred_boxes)"
@@ -174,6 +178,21 @@ def test_metric_has_no_gradient(impl):
 
 
 # Exercise 6.3 · select_topk --------------------------------------------------------------------------------
+def _call_topk(impl, metric, candidates, topk):
+    try:
+        return impl.select_topk(metric, candidates, topk=topk)
+    except RuntimeError as error:
+        expect(False, f"select_topk raised {str(error).splitlines()[0]!r} with topk={topk}, {metric.shape[0]} GTs and "
+                      f"{metric.shape[1]} points: the top-k runs along the points axis of each GT's row, and k "
+                      "cannot exceed the number of points N")  # fmt: skip
+
+
+def _topk_then_filter(metric, candidates, topk):
+    """mmdetection's order: top-k over all points by metric, then drop the non-candidates."""
+    best = metric.topk(min(topk, metric.shape[1]), dim=1).indices
+    return torch.zeros_like(candidates).scatter_(1, best, True) & candidates
+
+
 @exercise("6.3")
 def test_topk_hand_built(impl):
     metric = torch.tensor(
@@ -183,13 +202,17 @@ def test_topk_hand_built(impl):
         ]
     )
     candidates = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 1, 1]], dtype=torch.bool)
-    got = impl.select_topk(metric, candidates, topk=3)
+    got = _call_topk(impl, metric, candidates, 3)
     expect_shape(got, (2, 7), "positives [M, N]")
     expect(got.dtype == torch.bool, f"positives must be a bool mask, got {got.dtype}")
     expect(not bool((got & ~candidates).any()),
            "positives outside the GT: only candidates compete; a non-candidate's predicted box may overlap the GT "
            "(point 5 of GT 0) — mask the metric with -1 (or -inf) outside the candidates before top-k")  # fmt: skip
     counts = got.sum(1).tolist()
+    if torch.equal(got, _topk_then_filter(metric, candidates, 3)):
+        expect(False, "the top-k ran over ALL points and the non-candidates were dropped afterwards (mmdetection's "
+                      "order): GT 0 lost a slot to point 5, which is outside it. This course ranks only the "
+                      f"candidates, so a GT with at least topk candidates keeps exactly topk; got {counts}")  # fmt: skip
     expect(counts == [3, 2],
            f"wrong number of positives per GT: expected [3, 2] (min(topk, #candidates)), got {counts}. A GT with "
            "fewer candidates than topk keeps all of them, even at t = 0")  # fmt: skip
@@ -205,7 +228,7 @@ def test_topk_random_against_sorting(impl):
     generator = torch.Generator().manual_seed(0)
     metric = torch.rand(5, 40, generator=generator)
     candidates = torch.rand(5, 40, generator=generator) < torch.tensor([0.1, 0.3, 0.6, 1.0, 0.0])[:, None]
-    got = impl.select_topk(metric, candidates, topk=9)
+    got = _call_topk(impl, metric, candidates, 9)
     expect_shape(got, (5, 40), "positives [M, N]")
     for m in range(5):
         ranked = [n for n in metric[m].argsort(descending=True).tolist() if candidates[m, n]]
@@ -213,7 +236,7 @@ def test_topk_random_against_sorting(impl):
         found = set(got[m].nonzero()[:, 0].tolist())
         expect(found == expected, f"GT {m} ({len(ranked)} candidates): expected positives {sorted(expected)}, "
                                   f"got {sorted(found)}")  # fmt: skip
-    small = impl.select_topk(metric[:, :4], candidates[:, :4] | True, topk=9)
+    small = _call_topk(impl, metric[:, :4], candidates[:, :4] | True, 9)
     expect(bool(small.all()), "with only 4 points and topk=9, every candidate is positive (use min(topk, N))")
 
 
@@ -226,8 +249,13 @@ def test_conflicts_go_to_the_highest_iou_among_the_selecting_gts(impl):
     positives = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
     iou = torch.tensor([[0.8, 0.9, 0.5, 0.1], [0.6, 0.4, 0.5, 0.1], [0.1, 0.1, 0.1, 0.3]])
     metric = torch.tensor([[0.1, 0.5, 0.1, 0.0], [0.5, 0.1, 0.1, 0.0], [0.0, 0.0, 0.0, 0.2]])
-    got = impl.resolve_conflicts(positives, metric, iou)
-    expect_shape(got, (4,), "gt_index [N]")
+    try:
+        got = impl.resolve_conflicts(positives, metric, iou)
+    except RuntimeError as error:
+        expect(False, f"resolve_conflicts raised {str(error).splitlines()[0]!r} with 3 GTs and 4 points: one GT per "
+                      "point means the argmax runs over the GT axis (dim 0) of the [M, N] tables")  # fmt: skip
+    expect_shape(got, (4,), "gt_index [N] for 3 GTs and 4 points",
+                 hint="one GT per point: the argmax runs over the GT axis (dim 0), not over the points")  # fmt: skip
     expect(got.dtype == torch.int64, f"gt_index must be int64, got {got.dtype}")
     expect(int(got[0]) != 1, "conflict resolved by metric instead of IoU: point 0 is positive for GTs 0 and 1, "
                              "IoU 0.8 vs 0.6 → GT 0 (the metric 0.1 vs 0.5 mixes in class scores)")  # fmt: skip
@@ -280,6 +308,10 @@ def test_soft_targets_hand_computed(impl):
         not torch.allclose(got[[0, 3]].amax(1), torch.ones(2), atol=1e-4),
         "the best positive of each GT got 1: normalise t by max t AND scale by the GT's max IoU",
     )
+    global_max = 0.05 * 0.9 / 0.2  # point 3 normalised by the maxima over all positives of the image
+    expect(abs(float(got[3, 0]) - global_max) > 1e-4,
+           "soft targets normalised by the image's global maxima: normalise per GT, by that GT's own largest t "
+           "and largest IoU (point 3, GT 1's only positive, must get 0.4)")  # fmt: skip
     over_row = 0.2 * 0.95 / 0.6
     expect(abs(float(got[0, 2]) - over_row) > 1e-4,
            "maxima taken over every point of the GT's row; take them over that GT's final positives only "
@@ -305,6 +337,12 @@ def test_soft_targets_without_positives(impl):
 def _compare(got, expected, what):
     expect(isinstance(got, dict) and set(RESULT_KEYS) <= set(got),
            f"{what}: assign_image must return a dict with keys {list(RESULT_KEYS)}")  # fmt: skip
+    background = ~expected["fg_mask"]
+    if got["labels"].shape == expected["labels"].shape and bool(background.any()):
+        found = sorted(set(got["labels"][background].tolist()))
+        expect(found == [int(expected["labels"][background][0])],
+               f"{what}: background label {found}: a background point's label is num_classes (one past the "
+               "last class), not -1 or 0")  # fmt: skip
     for name in ("fg_mask", "gt_index", "labels"):
         expect_shape(got[name], tuple(expected[name].shape), f"{what}: {name}")
         differ = (got[name] != expected[name]).sum().item()
@@ -324,6 +362,14 @@ def test_assign_matches_the_package_on_random_images(impl):
     ):
         inputs = _random_image(num_gts, seed)
         got = impl.assign_image(*inputs, NUM_CLASSES, **options)
+        if options and isinstance(got, dict) and "fg_mask" in got:
+            expected = _package_assign(*inputs, **options)
+            with_defaults = _package_assign(*inputs)
+            if not torch.equal(got["fg_mask"], expected["fg_mask"]) and torch.equal(
+                got["fg_mask"], with_defaults["fg_mask"]
+            ):
+                expect(False, f"random image {seed}: the result ignores {options}: the options {list(options)} are "
+                              "not passed on to your rule functions (the defaults were used)")  # fmt: skip
         _compare(
             got,
             _package_assign(*inputs, **options),

@@ -50,6 +50,9 @@ def test_focal_matches_torchvision(impl):
            "the modulating factor uses (1 - p)^γ; it must be (1 - p_t)^γ with p_t = p·y + (1-p)(1-y)")  # fmt: skip
     expect(not torch.allclose(got, ce * (1 - (torch.sigmoid(logits) * hard + (1 - torch.sigmoid(logits)) * (1 - hard))) ** 2, atol=TOL),
            "the α weighting is missing: α_t = α·y + (1 - α)(1 - y)")  # fmt: skip
+    p_t = torch.sigmoid(logits) * hard + (1 - torch.sigmoid(logits)) * (1 - hard)
+    expect(not torch.allclose(got, ce * (1 - p_t) ** 2 * (0.75 * hard + 0.25 * (1 - hard)), atol=TOL),
+           "α and 1 - α are swapped: α weights the positive side (y = 1), 1 - α the negative side")  # fmt: skip
     expect_close(got, expected, "focal loss vs torchvision.ops.sigmoid_focal_loss", atol=TOL)
     for alpha, gamma in ((0.5, 0.0), (-1.0, 1.5), (0.25, 2.0)):
         expect_close(impl.sigmoid_focal_loss_(logits, soft, alpha=alpha, gamma=gamma),
@@ -191,6 +194,9 @@ def test_iou_hand_computed_edge_cases(impl):
     expect(float(iou[3]) == 0.0 and float(iou[4]) == 0.0,
            f"disjoint and touching boxes must have IoU 0, got {iou[3].item():.4f}, {iou[4].item():.4f}: clamp the "
            "overlap width and height at 0 separately (two negative sides multiply to a positive area)")  # fmt: skip
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    expect(not torch.allclose(union, area(boxes1) + area(boxes2), atol=1e-4),
+           "the union counts the overlap twice: union = area1 + area2 - intersection")  # fmt: skip
     expect_close(union, expected_union, "union of the hand-built pairs", atol=1e-4)
     expect_close(iou, inter / (expected_union + 1e-7), "IoU of the hand-built pairs", atol=TOL)
 
@@ -243,9 +249,22 @@ def test_giou_against_torchvision(impl):
         and got.shape == expected.shape
         and not torch.allclose(got, expected, atol=TOL)
     ):
-        plain = 1 - impl.iou_and_union(boxes1, boxes2)[0]
-        expect(not torch.allclose(got, plain, atol=TOL), "this is the plain IoU loss: add (|C| - U) / |C|, C the "
-                                                         "smallest box enclosing both")  # fmt: skip
+        iou, union = impl.iou_and_union(boxes1, boxes2)
+        expect(not torch.allclose(got, 1 - iou, atol=TOL), "this is the plain IoU loss: add (|C| - U) / |C|, C the "
+                                                           "smallest box enclosing both")  # fmt: skip
+        inner = torch.minimum(boxes1[..., 2:], boxes2[..., 2:]) - torch.maximum(
+            boxes1[..., :2], boxes2[..., :2]
+        )
+        area_inner = inner[..., 0] * inner[..., 1]
+        expect(not torch.allclose(got, 1 - iou + (area_inner - union) / (area_inner + 1e-7), atol=TOL),
+               "C is built like the intersection: the enclosing box spans from the SMALLER left/top sides to the "
+               "LARGER right/bottom sides of the pair")  # fmt: skip
+        outer = torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(
+            boxes1[..., :2], boxes2[..., :2]
+        )
+        area_c = outer[..., 0] * outer[..., 1]
+        expect(not torch.allclose(got, 1 - iou + (area_c - union) / (union + 1e-7), atol=TOL),
+               "the penalty is the empty part of C divided by |C|, not by the union: (|C| - U) / |C|")  # fmt: skip
     _check_against(impl.giou_loss, generalized_box_iou_loss, "GIoU loss")
 
 
@@ -278,6 +297,14 @@ def test_diou_against_torchvision(impl):
             not torch.allclose(got, 1 - iou + rho2 / (c.pow(2).sum(-1) + 1e-7) - 1, atol=TOL),
             "loss = 1 - IoU + ρ² / c²",
         )
+        halves = lambda b: (b[..., 2:] - b[..., :2]) / 2  # noqa: E731
+        half_gap = (halves(boxes1) - halves(boxes2)).pow(2).sum(-1)
+        expect(not torch.allclose(got, 1 - iou + half_gap / (c.pow(2).sum(-1) + 1e-7), atol=TOL),
+               "ρ is measured between half-sizes: the centre of a box is the mean of its corners, "
+               "((x1 + x2) / 2, (y1 + y2) / 2)")  # fmt: skip
+        own = (boxes1[..., 2:] - boxes1[..., :2]).pow(2).sum(-1) + 1e-7
+        expect(not torch.allclose(got, 1 - iou + rho2 / own, atol=TOL),
+               "c is the diagonal of the smallest box enclosing BOTH boxes, not of one of them")  # fmt: skip
     _check_against(impl.diou_loss, distance_box_iou_loss, "DIoU loss")
 
 
@@ -343,8 +370,20 @@ def test_detection_loss_matches_the_package(impl):
                           "scores, max(1, assigned.scores.sum())")  # fmt: skip
         if torch.allclose(got, expected * normaliser, rtol=1e-4):
             expect(False, f"'{name}' is not normalised: divide by max(1, assigned.scores.sum())")
+    pred_boxes = ltrb_to_xyxy(outputs.points, outputs.box_ltrb)
+    if not torch.allclose(terms["cls"].detach(), reference.components["cls"], rtol=1e-4):
+        focal = sigmoid_focal_loss(outputs.cls_logits, assigned.scores, reduction="sum").detach() / normaliser
+        expect(not torch.allclose(terms["cls"].detach(), focal, rtol=1e-4),
+               "the classification term uses the focal loss, whose minimum is not the soft target; this "
+               "aggregator uses the Quality Focal Loss (your quality_focal_loss_)")  # fmt: skip
+    if not torch.allclose(terms["obj"].detach(), reference.components["obj"], rtol=1e-4):
+        hard_obj = F.binary_cross_entropy_with_logits(
+            outputs.obj_logits.squeeze(-1), fg.float(), reduction="sum"
+        )
+        expect(not torch.allclose(terms["obj"].detach(), hard_obj.detach() / normaliser, rtol=1e-4),
+               "the objectness target is 1 at positives; it must be the IoU of each positive's predicted box with "
+               "its GT (detached), 0 for negatives")  # fmt: skip
     if not torch.allclose(terms["box"].detach(), reference.components["box"], rtol=1e-4):
-        pred_boxes = ltrb_to_xyxy(outputs.points, outputs.box_ltrb)
         unweighted = (
             2.5 * distance_box_iou_loss(pred_boxes[fg], assigned.boxes[fg]).detach().sum() / normaliser
         )
