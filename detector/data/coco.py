@@ -72,10 +72,13 @@ class DatasetReport:
         return sum(len(ids) for ids in self.dropped.values())
 
     def summary(self) -> str:
-        """One line: kept images/boxes, negatives, dropped boxes by reason, clipped boxes."""
+        """One line: kept images/boxes, negatives, the placeholder, crowd regions, dropped boxes by reason, clipped
+        boxes, and what the image scan found."""
         parts = [
             f"{self.source}: {self.num_images} images, {self.num_boxes} boxes, {self.num_negatives} negatives"
         ]
+        if self.placeholder is not None:
+            parts.append(f"placeholder category {self.placeholder!r} left out of the classes")
         if self.num_crowd:
             parts.append(f"{self.num_crowd} of the boxes are crowd regions (iscrowd=1, ignored)")
         for reason, ids in self.dropped.items():

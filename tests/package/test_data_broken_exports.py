@@ -155,3 +155,6 @@ def test_real_chess_export_report():
     ds = load_quietly(CHESS / "valid")
     assert ds.report.placeholder == "pieces" and ds.category_ids == list(range(1, ds.num_classes + 1))
     assert set(ds.report.images) <= {"exif_rotated"}  # Roboflow strips or applies the EXIF tag
+    summary = ds.report.summary()
+    assert f"{len(ds)} images, {ds.report.num_boxes} boxes" in summary
+    assert "placeholder category 'pieces' left out of the classes" in summary
