@@ -49,6 +49,12 @@ def test_create_backbone_channels_strides_and_shapes_for_two_models(impl):
     for name, out_indices in (("resnet18", (2, 3, 4)), ("efficientnet_b0", (1, 2, 3, 4))):
         model, channels, strides = impl.create_backbone(name, out_indices)
         reference = Backbone(name, out_indices=out_indices)
+        levels = len(model.feature_info.channels()) if hasattr(model, "feature_info") else len(out_indices)
+        expect(
+            levels == len(out_indices),
+            f"{name}: the model has {levels} feature levels for out_indices={out_indices}: pass out_indices to "
+            "timm.create_model, or it returns every level",
+        )
         expect(
             list(channels) == reference.channels,
             f"{name} {out_indices}: channels {list(channels)}, expected {reference.channels} "
@@ -104,6 +110,12 @@ def test_parameter_stages_resnet18_by_hand(impl):
         f"conv1/bn1 run before act1 (level 0's module): stage 0, got {stages['conv1.weight']}, "
         f"{stages['bn1.weight']}",
     )
+    late = [name for name in names if stages[name] == _hand_stage(name, RESNET18_STAGES) + 1]
+    expect(
+        not late,
+        f"resnet18: {late[:2]} were put one stage too late: stage k ends at the LAST module inside boundary k "
+        "(the boundary module's own children belong to stage k; stage 0, the stem, ends inside level 0's module)",
+    )
     for name in names:
         expected = _hand_stage(name, RESNET18_STAGES)
         expect(stages[name] == expected, f"resnet18: {name} belongs to stage {expected}, got {stages[name]}")
@@ -126,7 +138,7 @@ def test_parameter_stages_efficientnet_groups_blocks_between_levels(impl):
 # Exercise 2.3 · FrozenStagesBackbone ----------------------------------------------------------------------
 @exercise("2.3")
 def test_frozen_stages_resnet18_exact_trainable_parameters(impl):
-    for trainable_stages in (0, 1, 2, 4, None):
+    for trainable_stages in (0, 1, 2, 4, 5, None):
         backbone = impl.FrozenStagesBackbone("resnet18", (2, 3, 4), trainable_stages)
         names = [name for name, _ in backbone.model.named_parameters()]
         if trainable_stages is None:
@@ -135,6 +147,11 @@ def test_frozen_stages_resnet18_exact_trainable_parameters(impl):
             first = max(4 - trainable_stages + 1, 1)
             expected = {n for n in names if _hand_stage(n, RESNET18_STAGES) >= first}
         got = _trainable(backbone.model)
+        expect(
+            trainable_stages is None or "conv1.weight" not in got,
+            f"resnet18, trainable_stages={trainable_stages}: the stem (stage 0) is trainable; it is frozen whenever "
+            "anything is frozen, even when N reaches past the first stage",
+        )
         expect(
             got == expected,
             f"resnet18, trainable_stages={trainable_stages}: {len(got)} trainable tensors, expected {len(expected)}; "
@@ -180,6 +197,24 @@ def test_frozen_batchnorm_keeps_running_stats_in_train_mode(impl):
     expect(backbone.training, "the backbone itself must report training=True after .train()")
     backbone.eval()
     expect(not model.layer4[0].bn1.training, ".eval() must put every module in eval mode")
+
+
+@exercise("2.3")
+def test_fully_frozen_backbone_computes_the_same_in_train_and_eval_mode(impl):
+    """Frozen BatchNorm must normalise with its running statistics, not only stop updating them."""
+    torch.manual_seed(0)
+    backbone = impl.FrozenStagesBackbone("resnet18", (2, 3, 4), 0)
+    images = torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE)
+    with torch.no_grad():
+        in_eval = backbone.eval()(images)
+        in_train = backbone.train()(images)
+    worst = max((a - b).abs().max().item() for a, b in zip(in_train, in_eval, strict=True))
+    expect(
+        worst < 1e-5,
+        f"with every stage frozen, the output in train mode differs from eval mode by up to {worst:.3g}: the frozen "
+        "BatchNorm layers still normalise with the batch's statistics — keeping their running statistics fixed "
+        "(momentum 0, requires_grad=False) is not enough; put them in eval mode",
+    )
 
 
 # Exercise 2.4 · parameters_per_stage ----------------------------------------------------------------------
