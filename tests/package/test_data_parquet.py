@@ -205,3 +205,8 @@ def test_area_travels_and_iscrowd_is_zero(tmp_path):
         _, target = HFParquetDetection(write_parquet(tmp_path / "a.parquet"))[0]
     assert target["area"].tolist() == [120.0, 4.0, 16.0]  # the file's areas (w·h before clipping)
     assert target["iscrowd"].tolist() == [0, 0, 0]
+
+
+def test_empty_split_is_an_error(tmp_path):
+    with pytest.raises(DataError, match=r"empty.parquet: the split has no rows"):
+        HFParquetDetection(write_parquet(tmp_path / "empty.parquet", rows=[]))
