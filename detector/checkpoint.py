@@ -27,10 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from detector.config import ConfigError, config_from_dict
 from detector.errors import CheckpointError, MissingPathError
 
 CHECKPOINT_FORMAT = 2  # 2: best.pt holds the EMA weights only; the per-step log left the checkpoints
 RESUMABLE = "last"  # the ``kind`` of a checkpoint that can continue a run (best.pt's is "weights")
+# Config keys a resumed run may change: where and how fast it runs, not what it computes.
+RESUME_MAY_CHANGE = (
+    "name", "data.root", "data.arena", "data.workers", "train.device", "train.out_dir", "train.compile",
+    "train.log_every",
+)  # fmt: skip
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -90,6 +96,34 @@ def check_format(state: dict[str, Any], path: str | Path, resumable: bool = Fals
         raise CheckpointError(
             f"checkpoint {str(path)!r} holds weights only ({state.get('kind')!r}) and cannot continue a run: "
             "resume from the run's last.pt"
+        )
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key != "arena":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
+    """Refuse to resume with settings that differ from the checkpoint's (except :data:`RESUME_MAY_CHANGE`).
+
+    The saved config is read through today's :class:`~detector.config.Config` first, so keys added since it was
+    written compare at their defaults.
+    """
+    saved = config_from_dict(saved, source=f"{path} (config)").to_dict()
+    saved, current = _flatten(saved), _flatten(current)
+    keys = sorted(saved.keys() | current.keys())
+    changed = [k for k in keys if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k)]
+    if changed:
+        listed = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
+        raise ConfigError(
+            f"{path}: resuming continues the run as it was planned, but these settings differ from the "
+            f"checkpoint's: {listed}. Resume without them (detector train --resume {path}), or start a new run"
         )
 
 

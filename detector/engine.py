@@ -21,8 +21,8 @@ shuffle from ``(seed, epoch)``, so an epoch's data and augmentations do not depe
 A run resumed from ``last.pt`` written at the end of an epoch (or by Ctrl-C in the middle of one: the
 runner then replays the epoch's first batches through the loader without training on them, and restores
 the saved RNG state) gives the same losses and weights as an uninterrupted run on the CPU. A resumed run
-continues its own plan: a config that changes anything but where it runs (:data:`RESUME_MAY_CHANGE`) is
-refused, since ``config.yaml`` would then describe a run that did not happen.
+continues its own plan: a config that changes anything but where it runs
+(:data:`detector.checkpoint.RESUME_MAY_CHANGE`) is refused, since ``config.yaml`` would then describe a run that did not happen.
 
 Evaluation, during training and in ``detector eval`` alike, runs in fp32 whatever the training's autocast,
 so the two report the same mAP for the same weights.
@@ -45,6 +45,7 @@ from detector.checkpoint import (
     CHECKPOINT_FORMAT,
     RESUMABLE,
     check_format,
+    check_resume_config,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -66,9 +67,6 @@ from detector.schedule import WarmupCosine, build_optimizer
 SEED_STRIDE = 1_000_003  # a prime: (seed, epoch, rank) → distinct generator seeds
 # The runner's progress, saved in last.pt and restored on resume.
 PROGRESS_KEYS = ("epoch", "step", "batch_in_epoch", "history", "best_map", "epoch_sums", "lr")
-# Config keys a resumed run may change: where and how fast it runs, not what it computes.
-RESUME_MAY_CHANGE = ("name", "data.root", "data.arena", "data.workers", "train.device", "train.out_dir",
-                     "train.compile", "train.log_every")  # fmt: skip
 
 __all__ = ["NonFiniteLossError", "Runner", "TrainingInterrupted", "epoch_seed"]
 
@@ -111,8 +109,13 @@ class Runner:
         self.amp_dtype = amp_dtype(self.device, train.amp, train.cpu_bf16)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEMA(self.model, train.ema_decay, train.ema_warmup_steps) if train.ema else None
-        self.budget = TimeBudget(train.max_minutes, self.schedule.total_steps, self.steps_per_epoch,
-                                 len(self.val_loader), train.eval_every)  # fmt: skip
+        self.budget = TimeBudget(
+            train.max_minutes,
+            self.schedule.total_steps,
+            self.steps_per_epoch,
+            len(self.val_loader),
+            train.eval_every,
+        )
         self.monitor: StepMonitor | None = None  # made at the first step, when the loss names its components
         self.stop = StopRequest(announce=self.dist.is_main)
 
@@ -203,15 +206,18 @@ class Runner:
         self.train_loader.set_epoch(epoch_seed(self.config.seed, self.epoch))
         self.train_model.train()
         batches = iter(self.train_loader)
-        for _ in range(
-            self.batch_in_epoch
-        ):  # a mid-epoch checkpoint: replay the batches it already trained on
+        for _ in range(self.batch_in_epoch):  # a mid-epoch checkpoint: replay the batches it trained on
             next(batches)
         if self._resume_rng is not None:  # … then continue with the random state it saved
             set_rng_state(self._resume_rng)
             self._resume_rng = None
-        self._bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.dist.is_main,
-                         desc=f"epoch {self.epoch + 1}/{self.planned_epochs}", dynamic_ncols=True)  # fmt: skip
+        self._bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.batch_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+        )
         for images, targets in batches:
             self._train_step(images, targets)
             self._bar.update()
@@ -239,9 +245,8 @@ class Runner:
         if train.grad_clip:
             self.scaler.unscale_(self.optimizer)
             values.append(nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip))
-        scale = (
-            self.scaler.get_scale()
-        )  # a host read only under fp16, whose scaler reads its overflow flag anyway
+        # a host read only under fp16 (whose scaler reads its overflow flag on the host anyway)
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)  # skipped by the scaler when fp16 gradients overflowed
         self.scaler.update()
         skipped = self.scaler.get_scale() < scale
@@ -290,9 +295,9 @@ class Runner:
         self.lr = rows[-1]["lr"]
         if self.logger is not None:
             self.logger.log_steps(first_step, rows)
-        last = rows[-1]
-        self._bar.set_postfix({**{k: f"{v:.3f}" for k, v in last.items() if k != "lr"}, "lr": f"{self.lr:.2e}",
-                               "s/step": f"{self.budget.pace or 0:.2f}"}, refresh=False)  # fmt: skip
+        postfix = {key: f"{value:.3f}" for key, value in rows[-1].items() if key != "lr"}
+        postfix.update({"lr": f"{self.lr:.2e}", "s/step": f"{self.budget.pace or 0:.2f}"})
+        self._bar.set_postfix(postfix, refresh=False)
 
     def _replan(self, plan: int) -> None:
         """Follow the budget's plan: stop now, or re-lay the schedule to end at ``plan`` steps."""
@@ -327,10 +332,15 @@ class Runner:
     def _end_epoch(self) -> dict[str, Any] | None:
         """An epoch (or the plan) ended: log it, evaluate when due, save last.pt and best.pt when mAP improved."""
         started = self.budget.clock()
-        record = {"epoch": self.epoch + 1, "step": self.step, **self._epoch_means(),
-                  "img_per_s": self.config.data.batch_size * self.dist.world_size / (self.budget.pace or math.inf),
-                  "skipped_steps": self.monitor.skipped_steps if self.monitor else 0,
-                  "elapsed_seconds": self.budget.elapsed()}  # fmt: skip
+        images_per_step = self.config.data.batch_size * self.dist.world_size
+        record = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            **self._epoch_means(),
+            "img_per_s": images_per_step / (self.budget.pace or math.inf),
+            "skipped_steps": self.monitor.skipped_steps if self.monitor else 0,
+            "elapsed_seconds": self.budget.elapsed(),
+        }
         if self.batch_in_epoch == self.steps_per_epoch:
             self.epoch, self.batch_in_epoch, self.epoch_sums = self.epoch + 1, 0, {}
         finished = self.out_of_time or self.step >= self.schedule.total_steps
@@ -362,10 +372,11 @@ class Runner:
         if not self.dist.is_main or not metrics:
             return
         model = self.ema.module if self.ema is not None else self.model
-        save_predictions_figure(model, self.val_set, self.class_names, self.config.eval, self.device,
-                                self.run_dir / "predictions.png")  # fmt: skip
-        when = f"epoch {self.epoch}" if self.batch_in_epoch == 0 else (
-            f"epoch {self.epoch + 1} ended after {self.batch_in_epoch}/{self.steps_per_epoch} steps")  # fmt: skip
+        figure = self.run_dir / "predictions.png"
+        save_predictions_figure(model, self.val_set, self.class_names, self.config.eval, self.device, figure)
+        when = f"epoch {self.epoch}"
+        if self.batch_in_epoch:
+            when = f"epoch {self.epoch + 1} ended after {self.batch_in_epoch}/{self.steps_per_epoch} steps"
         weights = "EMA" if self.ema else "raw"
         title = f"Validation ({self.config.data.val_split}), {when}, {weights} weights, fp32"
         print(format_results(metrics, self.class_names, title=title))
@@ -429,7 +440,7 @@ class Runner:
                 f"{path} was trained on classes {state['class_names']} but data.root has "
                 f"{self.class_names}: resume with the same data set"
             )
-        _check_same_plan(state["config"], self.config.to_dict(), path)
+        check_resume_config(state["config"], self.config.to_dict(), path)
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
@@ -451,29 +462,6 @@ class Runner:
                 self.best_state() if name == "best.pt" else self.state_dict(), self.run_dir / name
             )
         distributed.barrier()
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key != "arena":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _check_same_plan(saved: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
-    """Refuse to resume with settings that differ from the checkpoint's (except :data:`RESUME_MAY_CHANGE`)."""
-    saved, current = _flatten(saved), _flatten(current)
-    changed = [k for k in sorted(saved.keys() | current.keys())
-               if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k)]  # fmt: skip
-    if changed:
-        listed = ", ".join(f"{k}: {saved.get(k)!r} → {current.get(k)!r}" for k in changed)
-        raise ConfigError(
-            f"{path}: resuming continues the run as it was planned, but these settings differ from the "
-            f"checkpoint's: {listed}. Resume without them (detector train --resume {path}), or start a new run"
-        )
 
 
 def _free_run_dir(config: Config) -> Path:
