@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course.checks import exercise, expect, expect_close, expect_shape
+from course.checks import CheckFailure, exercise, expect, expect_close, expect_shape
 from detector.model import FpnPan
 
 CHAPTER = "03_neck"
@@ -106,7 +106,13 @@ def test_upsample_add_odd_sizes(impl):
         torch.randn(2, 3, 4, 4, generator=generator),
         torch.randn(2, 3, 7, 7, generator=generator),
     )
-    got = impl.upsample_add(coarse, lateral)
+    try:
+        got = impl.upsample_add(coarse, lateral)
+    except RuntimeError as error:
+        raise CheckFailure(
+            f"a 4 × 4 map merged into a 7 × 7 one raised RuntimeError ({str(error).splitlines()[0][:80]}): "
+            "upsample to lateral.shape[-2:] (size=...), not by scale_factor=2: 2 · 4 = 8 ≠ 7"
+        ) from None
     expected = lateral + F.interpolate(coarse, size=(7, 7), mode="nearest")
     expect_close(
         got,
@@ -117,6 +123,17 @@ def test_upsample_add_odd_sizes(impl):
 
 
 # Exercise 3.2 · TopDown -----------------------------------------------------------------------------------
+def _fpn_from_laterals_only(package: FpnPan, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The slip M_l = L_l + up(L_{l+1}): each level adds the coarser *lateral*, not the merged map above."""
+    with torch.no_grad():
+        laterals = [conv(x) for conv, x in zip(package.lateral, features, strict=True)]
+        merged = [
+            lateral + F.interpolate(above, size=lateral.shape[-2:], mode="nearest")
+            for lateral, above in zip(laterals[:-1], laterals[1:], strict=True)
+        ] + [laterals[-1]]
+        return [conv(m) for conv, m in zip(package.fpn_out, merged, strict=True)]
+
+
 @exercise("3.2")
 def test_top_down_equals_the_package_fpn_path(impl):
     module = impl.TopDown(IN_CHANNELS, WIDTH)
@@ -130,6 +147,12 @@ def test_top_down_equals_the_package_fpn_path(impl):
         expect(
             isinstance(got, (list, tuple)) and len(got) == 3,
             "TopDown must return one map per level (a list of 3)",
+        )
+        slip = _fpn_from_laterals_only(package, features)
+        expect(
+            not torch.allclose(got[0], slip[0], atol=1e-4),
+            "F3 used the lateral map of the level above, L4, instead of the merged map M4 = L4 + up(M5): "
+            "merge from the coarsest level down, so that C5's semantics reach every level",
         )
         for level in range(3):
             expect_close(
@@ -156,6 +179,13 @@ def test_bottom_up_equals_the_package_pan_path(impl):
             "BottomUp must return one map per level (a list of 3)",
         )
         expect_close(got[0], expected[0], "P3 (the finest level passes through unchanged)", atol=1e-4)
+        with torch.no_grad():
+            slip = package.pan_out[1](fpn[2] + package.downsample[1](fpn[1]))  # down(F4) instead of down(N4)
+        expect(
+            not torch.allclose(got[2], slip, atol=1e-4),
+            "P5 used down(F4), the FPN map, instead of down(N4), the PAN output just below: the bottom-up path "
+            "chains its own outputs",
+        )
         for level in (1, 2):
             expect_close(
                 got[level],
@@ -172,7 +202,13 @@ def test_neck_shapes_for_several_input_sizes(impl):
     neck = impl.Neck(IN_CHANNELS, WIDTH).eval()
     for side in SIDES:
         with torch.no_grad():
-            outputs = neck(_features(side))
+            try:
+                outputs = neck(_features(side))
+            except RuntimeError as error:
+                raise CheckFailure(
+                    f"{side}-pixel input: Neck raised RuntimeError ({str(error).splitlines()[0][:80]}): the top-down "
+                    "path comes first (its lateral convs bring in_channels to width), then the bottom-up path"
+                ) from None
         expect(len(outputs) == 3, f"{side}-pixel input: expected 3 output maps, got {len(outputs)}")
         for level, (output, stride) in enumerate(zip(outputs, STRIDES, strict=True)):
             cells = math.ceil(side / stride)
@@ -197,5 +233,10 @@ def test_neck_equals_the_package_neck_with_copied_weights(impl):
         features = _features(side, seed=side)
         with torch.no_grad():
             got, expected = neck(features), package(features)
+            fpn_only = package.fpn_out[2](package.lateral[2](features[2]))  # F5: what P5 is without PAN
+        expect(
+            not torch.allclose(got[2], fpn_only, atol=1e-4),
+            "P5 is the FPN's output F5: the bottom-up path is missing; chain bottom_up after top_down",
+        )
         for level in range(3):
             expect_close(got[level], expected[level], f"P{level + 3} for a {side}-pixel input", atol=1e-4)
