@@ -354,6 +354,7 @@ class NotebookReplay:
         self.path = path
         self.source = path.read_text()
         self.calls = check_calls(self.source, str(path))
+        load_exercises(path, self.source)  # a notebook whose definitions do not run fails here, once
         self._scopes: dict[str, types.ModuleType] = {}
         self._status: dict[str, str] = {}
 

@@ -9,6 +9,7 @@ exercise, and the summary comes last.
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,11 @@ def impl(request: pytest.FixtureRequest):
             _modules[path] = load_exercises(path)
         return _modules[path]
     if path not in _replays:
-        _replays[path] = NotebookReplay(path)
+        try:
+            _replays[path] = NotebookReplay(path)
+        except Exception as error:  # noqa: BLE001 - said once, instead of once per test
+            detail = "".join(traceback.format_exception_only(type(error), error)).rstrip()
+            pytest.exit(f"{path} does not run, so no exercise can be checked:\n{detail}", returncode=1)
     return _replays[path].scope(marker.args[0])
 
 

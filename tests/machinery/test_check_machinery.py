@@ -324,3 +324,8 @@ def test_a_stub_wrapped_in_a_tests_own_diagnosis_is_still_a_stub():
         "todo",
         "98.2 uses Exercise 98.1, which is not implemented yet",
     )
+
+
+def test_a_notebook_whose_definitions_do_not_run_fails_once_when_loaded(tmp_path):
+    with pytest.raises(NameError, match="undefined_decorator"):
+        NotebookReplay(_notebook(tmp_path, CHAIN.replace("def double", "@undefined_decorator\ndef double")))
