@@ -12,6 +12,7 @@ import jupytext
 import nbformat
 import pytest
 import torch
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 import course.hints
 import course.mistakes
@@ -250,6 +251,10 @@ def test_answers_stay_collapsed_in_jupyter_and_fold_on_the_site(tmp_path):
     assert cells[1].source == (
         '<details class="answer"><summary>Answer</summary>\n\n\nBecause **of this**.\n\n</details>'
     )
+    rendered = markdown2html_mistune(
+        cells[1].source
+    )  # the site's markdown renderer (mkdocs-jupyter, nbconvert)
+    assert "<strong>of this</strong>" in rendered and rendered.rstrip().endswith("</details>")
     assert cells[2].cell_type == "markdown" and cells[2].source.startswith('<details class="answer">')
     assert "print(1 + 1)" in cells[2].source and "<pre>2</pre>" in cells[2].source
 
