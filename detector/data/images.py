@@ -14,8 +14,8 @@ tag): that image is read without rotation and counted in the report, which warns
 the boxes cannot be placed: an error names the files. A square image cannot be told apart; it is read
 oriented.
 
-The scan opens each file's header only (Pillow, no decoding): about a millisecond per image. A truncated file
-is found when it is decoded (:func:`read_image` raises naming it).
+The scan opens each file's header only (Pillow, no decoding). A truncated file is found when it is decoded
+(:func:`read_image` raises naming it).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from detector.errors import DataError, MissingPathError
 EXIF_ORIENTATION = 0x0112  # EXIF tag number of Orientation (values 1-8; 5-8 are transposed)
 TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
 MAX_LISTED = 5  # files quoted in an error before "..."
-# Pillow modes that are not 8-bit RGB, by the name a report uses for them.
+# Pillow modes that are not 8-bit RGB, by the name a report uses for them ("I": how older Pillow opens a 16-bit PNG).
 MODE_NAMES = {"L": "grayscale", "LA": "grayscale+alpha", "P": "palette", "PA": "palette+alpha",
-              "RGBA": "RGBA", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit", "I": "32-bit",
+              "RGBA": "RGBA", "CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit", "I": "16-bit",
               "1": "1-bit"}  # fmt: skip
 
 
