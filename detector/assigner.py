@@ -11,9 +11,9 @@ Two assigners share one call signature and one result type, :class:`AssignResult
 Crowd regions (COCO ``iscrowd=1``) come in ``gt_labels`` as :data:`IGNORE_LABEL`: they get no positive point,
 and the points inside them that are positive for no real GT are flagged in ``ignore_mask`` so the losses
 leave them out of the negatives. This is COCO evaluation's view of a crowd box (an area where detections are
-neither right nor wrong) and Detectron's ``gt_classes = -1`` / mmdet's ``gt_bboxes_ignore`` convention;
-torchvision's and detectron2's reference training instead drop crowd boxes, which makes those points
-negatives.
+neither right nor wrong), and how mmdetection loads one (``gt_bboxes_ignore``, later ``ignore_flag``); the
+reference training of torchvision, detectron2 and ultralytics instead drops crowd boxes, which makes those
+points negatives.
 
 Axes are named everywhere: ``B`` images, ``M`` ground-truth boxes per image (padded, ``gt_mask`` says which
 are real), ``N`` points over all levels, ``C`` classes. The work is batched over ``[B, M, N]`` with no
