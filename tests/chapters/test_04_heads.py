@@ -132,6 +132,12 @@ def test_shared_tower_equals_the_package_tower(impl):
         len([m for m in tower.modules() if isinstance(m, nn.Conv2d)]) == 2,
         "the convs are shared by the levels: num_convs convs in total, not one set per level",
     )
+    norms = len([m for m in tower.modules() if isinstance(m, nn.BatchNorm2d)])
+    expect(
+        norms == 4,
+        f"{norms} distinct BatchNorm modules for 2 levels × 2 convs: BatchNorm is NOT shared — each level owns one "
+        "BatchNorm per conv (a shared one would normalise every level with a running average of all levels)",
+    )
     _copy_weights(tower, state, "SharedTower")
     features = _features()
     for level, x in enumerate(features):
@@ -177,6 +183,33 @@ def test_head_shapes_and_initial_probability(impl):
 
 
 @exercise("4.4")
+def test_head_initialisation_of_the_prediction_layers(impl):
+    torch.manual_seed(0)
+    head = impl.Head(WIDTH, NUM_CLASSES, num_levels=2, num_convs=2, prior_prob=0.01, strides=STRIDES)
+    for name in ("cls_pred", "box_pred", "obj_pred"):
+        conv = getattr(head, name, None)
+        expect(isinstance(conv, nn.Conv2d), f"Head.{name} must be an nn.Conv2d (the package's names)")
+        std = conv.weight.std().item()
+        expect(
+            0.005 < std < 0.02,
+            f"{name}.weight has std {std:.3f}: the prediction layers are left at PyTorch's default "
+            "initialisation; draw their weights from N(0, 0.01²) so that the initial logits are the biases",
+        )
+    bias = math.log(0.01 / 0.99)
+    for name in ("cls_pred", "obj_pred"):
+        expect(
+            torch.allclose(
+                getattr(head, name).bias, torch.full_like(getattr(head, name).bias, bias), atol=1e-5
+            ),
+            f"{name}.bias must start at prior_bias(π) = {bias:.4f}",
+        )
+    expect(
+        bool((head.box_pred.bias == 0).all()),
+        "box_pred's bias must start at 0 (only the scores get the prior)",
+    )
+
+
+@exercise("4.4")
 def test_head_equals_the_package_head_with_copied_weights(impl):
     head = impl.Head(WIDTH, NUM_CLASSES, num_levels=2, num_convs=2, prior_prob=0.01, strides=STRIDES)
     package = _package_head(seed=1)
@@ -184,6 +217,22 @@ def test_head_equals_the_package_head_with_copied_weights(impl):
     features = _features(seed=2)
     with torch.no_grad():
         got, expected = head(features), package(features)
+        obj_on_cls_tower = _flatten(
+            [package.obj_pred(package.cls_tower(x, level)) for level, x in enumerate(features)]
+        )
+        box_in_stride_units = expected[1] / torch.cat(
+            [torch.full((h * w, 1), float(s)) for (h, w), s in zip(SIZES, STRIDES, strict=True)]
+        )
+    if all(isinstance(g, torch.Tensor) for g in got) and got[1].shape == box_in_stride_units.shape:
+        expect(
+            not torch.allclose(got[2], obj_on_cls_tower, atol=1e-4),
+            "obj_logits come from the classification tower: objectness asks how good the box is, a localisation "
+            "question — run obj_pred on the regression tower",
+        )
+        expect(
+            not torch.allclose(got[1], box_in_stride_units, atol=1e-4),
+            "box_ltrb are in units of the stride: multiply by strides[l] to get pixels",
+        )
     hints = {
         "cls_logits": "cls_pred on the classification tower",
         "box_ltrb": "softplus(scales[l] · box_pred(reg tower)) · strides[l], in pixels",
