@@ -129,7 +129,7 @@ class Runner:
         self.lr = 0.0  # the learning rate of the last step
         self.out_of_time = False  # set when train.max_minutes is used up before the plan's end
         self._stopping = False  # Ctrl-C, agreed by all processes at a sync point
-        self._announced = False  # the time estimate was printed
+        self._announced: tuple[int, int] | None = None  # (step, planned epochs) of the last printed estimate
         self._resume_rng: dict[str, Any] | None = None
         self.logger: RunLogger | None = None
         if resume:
@@ -303,12 +303,17 @@ class Runner:
         """Follow the budget's plan: stop now, or re-lay the schedule to end at ``plan`` steps."""
         if self.out_of_time:
             return
-        epochs = self.planned_epochs
         self.out_of_time = follow_plan(self.schedule, plan, self.step)
         if self.out_of_time:
             self._print(f"\ntrain.max_minutes={self.config.train.max_minutes} reached after step {self.step}")
-        elif (not self._announced and self.budget.calibrated) or self.planned_epochs != epochs:
-            self._announced = True
+            return
+        if self._announced is None:
+            due = self.budget.calibrated  # the first estimate, once the pace comes from regular steps
+        else:  # the plan's epochs changed: said at most once an epoch
+            step, epochs = self._announced
+            due = epochs != self.planned_epochs and self.step - step >= self.steps_per_epoch
+        if due:
+            self._announced = (self.step, self.planned_epochs)
             budget = f"train.max_minutes={self.config.train.max_minutes}: " if self.budget.seconds else ""
             self._print(f"\n{budget}{self.budget.estimate(self.step, self.schedule.total_steps)}")
 
