@@ -237,16 +237,16 @@ class Chromium:
     def __enter__(self) -> Chromium:
         command = [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile.name}",
                    f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = Path(self.profile.name) / "chromium.log"  # a file, not a pipe: a full pipe would block Chromium
+        with log.open("wb") as stderr:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + self.timeout
         while not (port_file.exists() and port_file.read_text().strip()):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                stderr = (
-                    self.process.stderr.read().decode(errors="replace")[-2000:] if self.process.poll() else ""
-                )
+                message = log.read_text(errors="replace")[-2000:]
                 self.__exit__(None, None, None)
-                raise BrowserError(f"{self.executable} did not start its DevTools server: {stderr}")
+                raise BrowserError(f"{self.executable} did not start its DevTools server: {message}")
             time.sleep(0.05)
         self.port = int(port_file.read_text().split()[0])
         return self
@@ -272,8 +272,6 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
         self.profile.cleanup()
 
 
