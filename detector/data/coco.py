@@ -126,21 +126,18 @@ def category_mapping(
     """
     placeholder = find_placeholder(categories)
     kept = sorted((c for c in categories if c is not placeholder), key=lambda c: c["id"])
-    names = [str(c["name"]) for c in kept]
-    ids = [int(c["id"]) for c in kept]
-    for what, values in (("id", ids), ("name", names)):
-        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    for what, key in (("an id", lambda c: int(c["id"])), ("a name", lambda c: str(c["name"]))):
+        values = [key(c) for c in kept]
+        repeated = {v for v in values if values.count(v) > 1}
         if repeated:
-            listed = [
-                f"{c['id']}: {c['name']!r}"
-                for c in kept
-                if (c["id"] if what == "id" else c["name"]) in repeated
-            ]
+            listed = ", ".join(f"{c['id']}: {c['name']!r}" for c in kept if key(c) in repeated)
             raise DataError(
-                f"{source}: categories share a {what} ({', '.join(listed)}); each class needs its own id and name. "
-                "Rename or merge them (a Roboflow placeholder is the lowest-id category whose name is every other "
+                f"{source}: categories share {what} ({listed}); each class needs its own id and name. Rename or "
+                "merge them (a Roboflow placeholder is the lowest-id category whose name is every other "
                 "category's supercategory)"
             )
+    names = [str(c["name"]) for c in kept]
+    ids = [int(c["id"]) for c in kept]
     return names, dict(zip(ids, range(len(ids)), strict=True)), placeholder and placeholder["name"]
 
 

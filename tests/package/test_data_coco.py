@@ -145,6 +145,51 @@ def test_unknown_image_or_category(tmp_path):
         CocoDetection(tmp_path / "c")
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["categories"].append({"id": 7, "name": "eel"}),
+            r"categories share an id \(7: 'dog', 7: 'eel'\)",
+        ),
+        (
+            lambda d: d["annotations"][0].update(iscrowd=2),
+            r"annotation id 1: 'iscrowd' must be 0 or 1, got 2",
+        ),
+        (
+            lambda d: d["annotations"][0].update(area=-4),
+            r"annotation id 1: 'area' must be a number >= 0, got -4",
+        ),
+        (lambda d: d["images"][0].update(width="40"), r"image id 0: 'width' must be a number >= 0, got '40'"),
+        (lambda d: d["images"][0].update(height=0), r"image id 0 has height 0; re-export"),
+    ],
+    ids=["duplicate_category_id", "iscrowd_2", "negative_area", "width_text", "height_0"],
+)
+def test_bad_fields_name_the_record(tmp_path, change, message):
+    folder = write_export(tmp_path, [image(0)], [ann(1, 0, 3, [1, 1, 4, 4])])
+    data = json.loads((folder / ANNOTATIONS_FILE).read_text())
+    change(data)
+    (folder / ANNOTATIONS_FILE).write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message):
+        CocoDetection(folder)
+
+
+def test_iscrowd_and_area_travel_with_their_boxes(tmp_path):
+    annotations = [
+        ann(1, 0, 3, [-5, 10, 15, 30]) | {"area": 123.5},  # clipped: keeps the record's area
+        ann(2, 0, 7, [5, 5, 0, 4]) | {"iscrowd": 1},  # degenerate: dropped with its flag
+        ann(3, 0, 7, [2, 2, 30, 20]) | {"iscrowd": 1, "area": 77},
+        {k: v for k, v in ann(4, 0, 9, [1, 1, 4, 2]).items() if k not in ("area", "iscrowd")},  # defaults
+    ]
+    with pytest.warns(
+        UserWarning, match=r"; 1 of the boxes are crowd regions \(iscrowd=1, ignored\); dropped 1 degenerate"
+    ):
+        ds = CocoDetection(write_export(tmp_path, [image(0)], annotations))
+    _, target = ds[0]
+    assert target["iscrowd"].tolist() == [0, 1, 0] and target["area"].tolist() == [123.5, 77.0, 8.0]
+    assert ds.report.num_crowd == 1 and target["labels"].tolist() == [0, 1, 2]
+
+
 def test_boxes_outside_are_clipped_and_degenerate_dropped_with_one_warning(tmp_path):
     annotations = [
         ann(1, 0, 3, [-5, 10, 15, 30]),  # partly outside: clipped to [0, 10, 10, 30]
