@@ -2,8 +2,9 @@
 
 ``train.deterministic`` (default off) makes a GPU run repeatable: ``torch.use_deterministic_algorithms``
 (an op without a deterministic kernel raises instead of silently varying), cuDNN's deterministic kernels and
-no autotuning, and the cuBLAS workspace setting it needs. It costs speed on a GPU (cuDNN autotuning is off and
-some deterministic kernels are slower; how much depends on the model and GPU, typically tens of percent).
+no autotuning, and the cuBLAS workspace setting it needs. It costs speed on a GPU: cuDNN no longer picks the
+fastest kernel for each shape, and some deterministic kernels are slower than their atomic counterparts (how
+much depends on the model and GPU; not measured here, where the tests run without one).
 Off, cuDNN autotunes its kernels (``cudnn.benchmark``). CPU runs are repeatable either way (the exact-resume
 tests rely on it); the data order and augmentations are always seeded (:mod:`detector.loaders`).
 """

@@ -1,5 +1,8 @@
 """Ctrl-C during training: the first one asks the loop to stop after the current step, a second one aborts.
 
+Under torchrun the processes agree on stopping at the loop's next sync point (at most ``train.log_every`` steps
+later), so that all of them leave the loop at the same step.
+
 Loader worker processes are forked from the training process and would inherit its handler (each printing
 "stopping…"); :func:`ignore_sigint_in_worker`, called by every worker at start, makes them ignore SIGINT: the
 training process alone decides, and shuts them down as it stops.
