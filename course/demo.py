@@ -10,7 +10,8 @@
 - ``site/assets/demo/predictions.jpg``: the run's ``predictions.png`` (validation images, GT and predictions).
 
 The mkdocs hook replaces :data:`DEMO_MARKER` in ``site/index.md`` by :func:`render_markdown`; without a record the
-page says that no run was recorded yet.
+page says that no run was recorded yet, and a record made with another config than the one shipped now (its
+fingerprint, as on the Benchmarks page) is marked stale.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
 
     from benchmarks.common import machine_info
     from detector.checkpoint import load_checkpoint
+    from detector.config import config_fingerprint, config_from_dict
 
     run_dir = Path(run_dir)
     final = _last_validation(run_dir / "metrics.jsonl")
@@ -78,6 +80,7 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
             "image_size": config["data"]["image_size"],
             "max_minutes": config["train"]["max_minutes"],
         },
+        "config_fingerprint": config_fingerprint(config_from_dict(config, source=str(config_path))),
         "epoch": final["epoch"],
         "step": final["step"],
         "map": final["val_map"],
@@ -103,6 +106,7 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
 def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/{PICTURE_NAME}") -> str:
     """The landing page's picture and caption from ``record.json``, or :data:`NO_RECORD` when there is none."""
     from benchmarks.report import describe_machine
+    from detector.config import ConfigError, config_fingerprint, load_config
 
     path = demo_dir / RECORD_NAME
     if not path.is_file():
@@ -112,7 +116,15 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
     start = "from scratch" if config["pretrained"] is None else "pretrained"
     per_class = ", ".join(f"{name} {ap:.2f}" for name, ap in demo["per_class_ap50"].items())
     commit = demo["commit"] + (" plus uncommitted changes" if demo["uncommitted_changes"] else "")
-    return (
+    try:
+        stale = config_fingerprint(load_config(demo["run"])) != demo["config_fingerprint"]
+    except ConfigError:  # the config is no longer shipped at all
+        stale = True
+    warning = (
+        f'!!! warning "Stale: rerun `make train` and `make record-demo`"\n    These figures were measured with a '
+        f"`{demo['run']}` config that differs from the one shipped now.\n\n"
+    )
+    return (warning if stale else "") + (
         f"![The trained detector on validation images]({picture_uri})\n\n"
         f"*The assembled detector after `make train` (config `{demo['run']}`): {config['backbone']} {start}, "
         f"{config['image_size']} px, {demo['step']} steps in {demo['train_minutes']:.1f} minutes of training — "

@@ -66,10 +66,20 @@ def test_record_keeps_the_last_evaluated_epoch(run_dir, tmp_path):
 def test_landing_caption_shows_the_recorded_figures(run_dir, tmp_path):
     demo.record(run_dir, tmp_path)
     text = demo.render_markdown(tmp_path, picture_uri="assets/demo/predictions.jpg")
-    assert text.startswith("![The trained detector on validation images](assets/demo/predictions.jpg)")
+    assert "![The trained detector on validation images](assets/demo/predictions.jpg)" in text
     for part in ("resnet18 from scratch, 320 px, 412 steps in 10.5 minutes", "mAP 0.44, mAP50 0.79",
                  "enemy 0.92, enemy-head 0.66, friendly 0.93, friendly-head 0.63", "Recorded 2026-09-21 at commit"):  # fmt: skip
         assert part in text, f"{part!r} not in {text!r}"
+
+
+def test_a_record_of_another_config_is_marked_stale(run_dir, tmp_path):
+    from detector.config import load_config, save_config
+
+    demo.record(run_dir, tmp_path)  # the fixture's config.yaml is not the shipped arena_cpu
+    assert demo.render_markdown(tmp_path).startswith('!!! warning "Stale: rerun `make train`')
+    save_config(load_config("arena_cpu"), run_dir / "config.yaml")  # what `make train` writes
+    demo.record(run_dir, tmp_path)
+    assert demo.render_markdown(tmp_path).startswith("![The trained detector")
 
 
 def test_without_a_record_the_page_says_so(tmp_path):
