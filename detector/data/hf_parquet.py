@@ -42,12 +42,11 @@ def _class_label_names(feature: Any) -> list[str] | None:
     return None
 
 
-def metadata_class_names(schema: Any) -> list[str] | None:
-    """Names of categories ``1..C`` from the ``datasets`` metadata of a parquet schema, or ``None``.
+def metadata_category_names(schema: Any) -> list[str] | None:
+    """Names of categories ``0..C`` (0: the placeholder) from the ``datasets`` metadata of a parquet schema.
 
     ``objects`` is either a sequence of structs (``{"feature": {"category": ClassLabel, ...}}``) or a struct
-    of sequences (``{"category": {"feature": ClassLabel}, ...}``); both are read. Category 0 (the
-    placeholder) is left out.
+    of sequences (``{"category": {"feature": ClassLabel}, ...}``); both are read. ``None`` without metadata.
     """
     raw = (schema.metadata or {}).get(HF_METADATA_KEY)
     if not raw:
@@ -55,8 +54,7 @@ def metadata_class_names(schema: Any) -> list[str] | None:
     objects = json.loads(raw).get("info", {}).get("features", {}).get("objects", {})
     while isinstance(objects, dict) and "category" not in objects and "feature" in objects:
         objects = objects["feature"]
-    names = _class_label_names(objects.get("category")) if isinstance(objects, dict) else None
-    return names[1:] if names else None
+    return _class_label_names(objects.get("category")) if isinstance(objects, dict) else None
 
 
 class HFParquetDetection(Dataset):
@@ -87,7 +85,8 @@ class HFParquetDetection(Dataset):
                 f"{self.path}: columns {missing} missing (found {self.table.column_names}); "
                 f"expected the Hugging Face Roboflow-100 layout {list(COLUMNS)}"
             )
-        names = class_names or metadata_class_names(self.table.schema)
+        categories = metadata_category_names(self.table.schema)
+        names = class_names or (categories and categories[1:])
         if not names:
             raise DataError(
                 f"{self.path}: no class names: the file has no Hugging Face metadata naming 'objects.category' "
@@ -99,7 +98,9 @@ class HFParquetDetection(Dataset):
             raise DataError(f"{self.path}: the split has no rows (images); choose another split file")
         self.transforms = transforms
         self.report = DatasetReport(
-            source=str(self.path), num_images=self.table.num_rows, placeholder="category 0"
+            source=str(self.path),
+            num_images=self.table.num_rows,
+            placeholder=categories[0] if categories else "category 0",
         )
         columns = {
             name: self.table.column(name).to_pylist() for name in ("image_id", "width", "height", "objects")

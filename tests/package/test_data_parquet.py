@@ -170,7 +170,7 @@ def test_class_names_come_from_the_file_metadata(tmp_path, nested):
     rows = [(1, 20, 20, [(5, [1, 1, 4, 4], 4), (6, [2, 2, 4, 4], 1)])]
     path = write_parquet(tmp_path / "bccd.parquet", rows, metadata=hf_metadata(names, nested))
     ds = HFParquetDetection(path)
-    assert ds.class_names == names[1:] and ds.num_classes == 4
+    assert ds.class_names == names[1:] and ds.num_classes == 4 and ds.report.placeholder == "cells"
     assert [ds.class_names[label] for label in ds[0][1]["labels"]] == ["other", "red blood cell"]
 
 
