@@ -8,18 +8,41 @@ from __future__ import annotations
 
 import torch
 
-from course.checks import exercise, expect, expect_close, expect_shape
+from course.checks import CheckFailure, exercise, expect, expect_close, expect_shape
 from detector.boxes import ltrb_to_xyxy, make_points, xyxy_to_ltrb
 
 CHAPTER = "05_decoding"
 SIZES, STRIDES = [(2, 3), (1, 2)], [8, 16]  # non-square maps, so that swapped axes show
 
 
+AXIS_ORDER_SLIP = (
+    "the points come column by column — the axis-order slip of torch.meshgrid: with indexing='xy' (or the "
+    "inputs swapped) the grid is [W, H]; with meshgrid(ys, xs, indexing='ij') rows come first, k = i · W + j"
+)
+
+
+def _column_major(sizes: list[tuple[int, int]], strides: list[int]) -> torch.Tensor:
+    """The right points, listed column by column within each level (what a meshgrid axis slip gives)."""
+    return torch.cat(
+        [make_points([(w, h)], [s])[0].flip(-1) for (h, w), s in zip(sizes, strides, strict=True)]
+    )
+
+
 def _diagnose_points(
-    got: torch.Tensor, expected: torch.Tensor, point_strides: torch.Tensor, what: str
+    got: torch.Tensor,
+    expected: torch.Tensor,
+    point_strides: torch.Tensor,
+    what: str,
+    column_major: torch.Tensor,
 ) -> None:
     """Name the classic mistakes before the generic comparison."""
     expect_shape(got, tuple(expected.shape), what, hint="points are [N, 2] with N = Σ H_l · W_l")
+    expect(not torch.allclose(got, column_major), f"{what}: {AXIS_ORDER_SLIP}")
+    expect(
+        not torch.allclose(got, column_major.flip(-1)),
+        f"{what}: the grid is transposed — these are the points of a map with rows and columns swapped; an "
+        "axis-order slip in torch.meshgrid or in unpacking its outputs (a point is (x, y) = (column, row))",
+    )
     if torch.allclose(got, expected - point_strides[:, None] / 2):
         expect(False, f"{what}: looks like i·s instead of (i + 0.5)·s: every point is off by half a cell")
     if torch.allclose(got, expected.flip(-1)):
@@ -31,31 +54,25 @@ def _diagnose_points(
 
 # Exercise 5.1 · make_points -------------------------------------------------------------------------------
 @exercise("5.1")
-def test_make_points_hand_computed_2x2(impl):
-    points, point_strides = impl.make_points([(2, 2)], [8])
-    expected = torch.tensor([[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]])
-    _diagnose_points(points, expected, torch.full((4,), 8.0), "points of a 2 × 2 map of stride 8")
-    expect_close(point_strides, torch.full((4,), 8.0), "strides of a 2 × 2 map of stride 8")
+def test_make_points_hand_computed_2x3(impl):
+    """A map that is not square, so that an axis-order slip and (y, x) points look different."""
+    points, point_strides = impl.make_points([(2, 3)], [8])
+    expected = torch.tensor([[4.0, 4.0], [12.0, 4.0], [20.0, 4.0], [4.0, 12.0], [12.0, 12.0], [20.0, 12.0]])
+    what = "points of a 2 × 3 map (2 rows, 3 columns) of stride 8"
+    _diagnose_points(points, expected, torch.full((6,), 8.0), what, _column_major([(2, 3)], [8]))
+    expect_close(point_strides, torch.full((6,), 8.0), "strides of a 2 × 3 map of stride 8")
 
 
 @exercise("5.1")
 def test_make_points_two_levels_against_the_package(impl):
     points, point_strides = impl.make_points(SIZES, STRIDES)
     expected, expected_strides = make_points(SIZES, STRIDES)
-    column_major = torch.cat(
-        [
-            make_points([(w, h)], [s])[0].flip(-1)  # the transposed grid, listed column by column
-            for (h, w), s in zip(SIZES, STRIDES, strict=True)
-        ]
-    )
-    if (
-        isinstance(points, torch.Tensor)
-        and points.shape == column_major.shape
-        and torch.allclose(points, column_major)
-    ):
-        expect(False, "the points come column by column: list them row-major (k = i · W + j)")
     _diagnose_points(
-        points, expected, expected_strides, "points of a 2 × 3 map (stride 8) and a 1 × 2 map (stride 16)"
+        points,
+        expected,
+        expected_strides,
+        "points of a 2 × 3 map (stride 8) and a 1 × 2 map (stride 16)",
+        _column_major(SIZES, STRIDES),
     )
     expect_close(
         point_strides, expected_strides, "per-point strides", hint="one stride per point, levels in order"
@@ -79,6 +96,12 @@ def test_ltrb_to_xyxy_hand_computed(impl):
     ltrb = torch.tensor([[1.0, 2.0, 3.0, 4.0], [4.0, 4.0, 4.0, 4.0]])
     got = impl.ltrb_to_xyxy(points, ltrb)
     expected = torch.tensor([[9.0, 18.0, 13.0, 24.0], [0.0, 0.0, 8.0, 8.0]])
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        expect(
+            not torch.allclose(got[0], torch.tensor([11.0, 22.0, 7.0, 16.0])),
+            "the signs are swapped: left and top go BACK from the point (x - l, y - t), right and bottom forward "
+            "(x + r, y + b)",
+        )
     expect_close(got, expected, "boxes from (l, t, r, b)", hint="(x - l, y - t, x + r, y + b)")
 
 
@@ -86,7 +109,15 @@ def test_ltrb_to_xyxy_hand_computed(impl):
 def test_ltrb_to_xyxy_broadcasts_over_a_batch(impl):
     points, _ = make_points(SIZES, STRIDES)  # [N, 2]
     ltrb = torch.rand(3, len(points), 4, generator=torch.Generator().manual_seed(0)) * 20  # [B, N, 4]
-    got = impl.ltrb_to_xyxy(points, ltrb)
+    fixed_axis = "works on [N, 4] only: index the last axis ([..., :2], [..., 2:]), not axis 1"
+    try:
+        got = impl.ltrb_to_xyxy(points, ltrb)
+    except (RuntimeError, IndexError) as error:
+        raise CheckFailure(
+            f"points [N, 2] with ltrb [B, N, 4] raised {type(error).__name__}: {fixed_axis}"
+        ) from None
+    if isinstance(got, torch.Tensor) and got.shape != ltrb.shape:
+        expect(False, f"points [N, 2] with ltrb [B, N, 4] gave shape {list(got.shape)}: {fixed_axis}")
     expect_close(
         got,
         ltrb_to_xyxy(points, ltrb),
@@ -108,6 +139,12 @@ def test_xyxy_to_ltrb_hand_computed_and_negative_outside(impl):
         and torch.allclose(got, expected.clamp(min=0))
     ):
         expect(False, "negative distances were clamped: a point outside the box must get a negative distance")
+    if isinstance(got, torch.Tensor) and got.shape == expected.shape:
+        expect(
+            not torch.allclose(got, -expected),
+            "every distance has the wrong sign: l = x - x1 and t = y - y1 (point minus the left/top side), "
+            "r = x2 - x and b = y2 - y (right/bottom side minus the point)",
+        )
     expect_close(got, expected, "distances (l, t, r, b)", hint="(x - x1, y - y1, x2 - x, y2 - y)")
 
 
@@ -142,6 +179,13 @@ def test_decode_boxes_against_package_functions(impl):
     expected = ltrb_to_xyxy(points, flat * point_strides[:, None])
     expect_close(got_points, points, "the points returned with the boxes")
     expect_shape(got_boxes, tuple(expected.shape), "decoded boxes [B, N, 4]")
+    no_permute = torch.cat([m.reshape(2, -1, 4) for m in box_maps], dim=1)
+    if torch.allclose(got_boxes, ltrb_to_xyxy(points, no_permute * point_strides[:, None])):
+        expect(
+            False,
+            "the maps were reshaped straight from [B, 4, H, W]: channels and positions get mixed; "
+            "permute(0, 2, 3, 1) first, so each row holds one cell's four distances",
+        )
     if torch.allclose(got_boxes, ltrb_to_xyxy(points, flat)):
         expect(
             False, "the distances are in units of the stride: multiply by each point's stride before decoding"
