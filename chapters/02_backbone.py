@@ -30,7 +30,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch02 as reference
 from detector.config import load_config
 from detector.data import CocoDetection, eval_transforms

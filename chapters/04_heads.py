@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch04 as reference
 from detector.config import load_config
 from detector.boxes import make_points

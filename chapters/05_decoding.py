@@ -28,7 +28,7 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch05 as reference
 from detector.boxes import aligned_box_iou
 from detector.config import load_config

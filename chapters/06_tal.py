@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch06 as reference
 from course.resources import scaled
 from detector.config import load_config

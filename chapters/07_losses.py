@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou, distance_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch07 as reference
 from course.resources import scaled
 from detector.boxes import aligned_box_iou, ltrb_to_xyxy

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch08
 from course.resources import COURSE_ARENA, course_run, scaled
 from detector.config import load_config

@@ -28,7 +28,7 @@ from torch import Tensor
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch09
 from course.resources import COURSE_ARENA, trained_detector
 from detector.boxes import ltrb_to_xyxy

@@ -26,7 +26,7 @@ from torch import Tensor
 from torchvision.ops import box_area, box_iou
 from torchvision.utils import draw_bounding_boxes
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch10
 from course.resources import COURSE_ARENA, trained_detector
 from detector.assigner import TaskAlignedAssigner

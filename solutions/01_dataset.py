@@ -25,7 +25,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.paths import SHARED_DATASETS_DIR
 from course.reference import ch01 as reference
 from detector.config import load_config

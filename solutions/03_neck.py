@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import Tensor, nn
 
-from course import arena_dir, check
+from course import arena_dir, check, hint
 from course.reference import ch03 as reference
 from detector.config import load_config
 from detector.data import CocoDetection, eval_transforms
