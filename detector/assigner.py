@@ -301,7 +301,8 @@ class TaskAlignedAssigner:
             pred_scores: ``[B, N, C]`` class probabilities (after sigmoid).
             pred_boxes: ``[B, N, 4]`` predicted boxes, xyxy pixels.
             points: ``[N, 2]`` cell centres ``(x, y)`` in pixels.
-            gt_labels: ``[B, M]`` int64 classes in ``[0, C)`` (any value where ``gt_mask`` is False).
+            gt_labels: ``[B, M]`` int64 classes in ``[0, C)``, or :data:`IGNORE_LABEL` for a crowd region (any
+                value where ``gt_mask`` is False).
             gt_boxes: ``[B, M, 4]`` xyxy pixels.
             gt_mask: ``[B, M]`` bool, False for padding.
             strides: ``[N]`` the points' strides; needed with ``center_radius``.
@@ -318,12 +319,8 @@ class TaskAlignedAssigner:
         if num_gts == 0 or num_points == 0:
             return _empty_result(batch, num_points, self.num_classes, pred_scores.device)
         gt_labels, gt_mask, crowd_mask = split_crowd(gt_labels, gt_mask, self.num_classes)
-        pred_scores, pred_boxes, points, gt_boxes = (
-            pred_scores.float(),
-            pred_boxes.float(),
-            points.float(),
-            gt_boxes.float(),
-        )
+        pred_scores, pred_boxes = pred_scores.float(), pred_boxes.float()
+        points, gt_boxes = points.float(), gt_boxes.float()
         images_per_chunk, gts_per_chunk = _chunk_sizes(batch, num_gts, num_points, self.memory_budget_mb)
         results = []
         for start in range(0, batch, images_per_chunk):
