@@ -131,11 +131,6 @@ def expect_close(
     raise CheckFailure("\n".join(lines))
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
 def stub_exercise(error: BaseException | None) -> str | None:
     """The exercise id that a stub's ``NotImplementedError("Exercise 6.3 · ...")`` names, else None.
 
@@ -335,7 +330,7 @@ def check(exercise_id: str, *definitions: Any, fallback: Any = None) -> Any:
     if status == "pass":
         return definitions[0] if definitions else None
     if fallback is not None:
-        print("  (the rest of this chapter uses the detector package's version)")
+        print("  (the rest of this chapter uses the package's version)")
         return fallback
     return definitions[0] if definitions else None
 
