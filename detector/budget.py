@@ -123,14 +123,18 @@ class TimeBudget:
         """Seconds from ``step`` to the end of a plan of ``total`` steps, evaluations included."""
         return (total - step) * (self.pace or 0.0) + self._evaluations(step, total) * self.epoch_end_cost()
 
-    def plan(self, step: int) -> int:
-        """The total steps of the plan that ends when the budget does (``max_steps`` without a budget).
+    def plan(self, step: int, current: int) -> int:
+        """The total steps of the plan that ends when the budget does (``current`` without a budget).
 
         Never fewer than ``step``; ``step`` itself means "stop now" (the final evaluation is all that fits).
+        Until the pace comes from regular steps, the ``current`` plan is kept unless nothing fits any more: a
+        start-up step (worker spawn, autotuning) says too little about the pace to re-lay the schedule.
         """
         if self.seconds is None or self.pace is None:
-            return self.max_steps
+            return current
         left = self.seconds - self.elapsed()
+        if not self.calibrated:
+            return step if self.cost(step, step) > left else current
         low, high = step, self.max_steps  # the largest total whose cost fits into what is left
         if self.cost(step, high) <= left:
             return high

@@ -273,7 +273,7 @@ class Runner:
         except NonFiniteLossError as found:
             error = found
         self.budget.observe(self.step)
-        plan = self.budget.plan(self.step) if self.dist.is_main else 0
+        plan = self.budget.plan(self.step, self.schedule.total_steps) if self.dist.is_main else 0
         bad, stop, plan = distributed.max_over_processes(
             [float(error is not None), float(self.stop.requested), float(plan)], self.device
         )

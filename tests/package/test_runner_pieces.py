@@ -95,7 +95,7 @@ def simulate(
             epoch_end = step % steps_per_epoch == 0 or step >= schedule.total_steps
             if step % log_every == 0 or step == 1 or epoch_end:
                 budget.observe(step)
-                stopped = follow_plan(schedule, budget.plan(step), step)
+                stopped = follow_plan(schedule, budget.plan(step, schedule.total_steps), step)
             if stopped or epoch_end:
                 break
         started = clock.now
@@ -135,13 +135,26 @@ def test_budget_never_plans_more_than_the_configured_epochs() -> None:
     assert run["steps"] == 150 and run["seconds"] < 60 and run["lrs"][-1] == pytest.approx(0.05)
 
 
+def test_budget_keeps_the_plan_until_the_pace_is_known() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(10.0, 1000, 100, 5, clock=clock)
+    budget.start(0)
+    clock.now += 30.0  # a slow first step: 1000 steps would not fit at this pace, but it is start-up
+    budget.observe(1)
+    assert not budget.calibrated and budget.plan(1, 1000) == 1000
+    for step in range(2, 12):
+        clock.now += 1.0
+        budget.observe(step)
+    assert budget.calibrated and budget.plan(11, 1000) < 600  # 600 s in all at 1 s per step, evaluations too
+
+
 def test_budget_stops_at_once_when_nothing_fits() -> None:
     clock = FakeClock()
     budget = TimeBudget(0.01, 100, 10, 5, clock=clock)  # 0.6 s
     budget.start(0)
     clock.now += 2.0
     budget.observe(1)
-    assert budget.plan(1) == 1 and follow_plan(WarmupCosine(100), 1, 1)
+    assert budget.plan(1, 100) == 1 and follow_plan(WarmupCosine(100), 1, 1)
 
 
 def test_budget_estimate_names_pace_plan_and_time() -> None:
@@ -151,7 +164,7 @@ def test_budget_estimate_names_pace_plan_and_time() -> None:
     for step in range(1, 21):
         clock.now += 5.0 if step == 1 else 2.0  # the first step pays for start-up
         budget.observe(step)
-    assert budget.pace == pytest.approx(2.0) and budget.plan(20) == 300
+    assert budget.pace == pytest.approx(2.0) and budget.plan(20, 300) == 300
     text = budget.estimate(20, 300)
     assert "pace 2.000 s per step" in text and "plan 300 steps (3.0 epochs)" in text
     # 280 steps × 2 s + 3 evaluations × (0.5 × 10 batches × 2 s) = 590 s from now, 635 s in all
