@@ -218,15 +218,19 @@ class Runner:
             disable=not self.dist.is_main,
             dynamic_ncols=True,
         )
+        log_every, synced = self.config.train.log_every, False
         for images, targets in batches:
             self._train_step(images, targets)
             self._bar.update()
-            if self.step % self.config.train.log_every == 0 or self.step == self._first_step:
+            at_end = self.step >= self.schedule.total_steps or self.batch_in_epoch == self.steps_per_epoch
+            synced = at_end or self.step % log_every == 0 or self.step == self._first_step
+            if synced:  # at the plan's end too: the budget may still extend the plan
                 self._sync()
             stop = self._stopping if self.dist.enabled else self.stop.requested  # one process: no sync needed
             if stop or self.out_of_time or self.step >= self.schedule.total_steps:
                 break
-        self._sync()
+        if not synced:  # a Ctrl-C between sync points (one process), or a resumed epoch with nothing left
+            self._sync()
         self._bar.close()
 
     def _train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> None:

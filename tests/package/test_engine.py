@@ -329,6 +329,8 @@ def test_time_budget_replans_through_a_stall_and_a_slow_down(tiny_root: Path, tm
     assert not runner.out_of_time and runner.step == runner.schedule.total_steps
     assert runner.step_log[-1]["lr"] == pytest.approx(config.train.lr * config.train.min_lr_ratio)
     assert runner.history[-1]["step"] == runner.step and "val_map" in runner.history[-1]
+    epochs = [record["epoch"] for record in runner.history]  # one record per epoch, the last maybe partial
+    assert epochs == list(range(1, len(epochs) + 1))
 
 
 def test_resume_refuses_changed_settings(straight_run: Runner, tiny_root: Path, tmp_path: Path) -> None:
