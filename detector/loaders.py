@@ -20,7 +20,6 @@ from detector.config import ConfigError, DataConfig
 from detector.data import CocoDetection, HFParquetDetection, ensure_arena, eval_transforms, train_transforms
 from detector.data.collate import collate, seed_worker
 from detector.distributed import DistInfo
-from detector.errors import DataError
 from detector.interrupt import ignore_sigint_in_worker
 
 RANK_SEED_STRIDE = 7919  # a prime: (epoch seed, rank) → distinct loader generator seeds
