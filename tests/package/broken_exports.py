@@ -179,6 +179,16 @@ def truncated_files(folder: Path) -> Path:
     return write_json(folder, [record(0, "cut.jpg"), record(1, "cut.png")], [box(1, 0, 1, [2, 2, 10, 8])])
 
 
+def corrupt_inside(folder: Path) -> Path:
+    """A PNG whose compressed pixels were overwritten (a bad disk or copy): header and end marker intact."""
+    data = bytearray(_encoded(Image.fromarray(pixels(0)), "PNG"))
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bad.png").write_bytes(bytes(data))
+    return write_json(folder, [record(0, "bad.png")], [box(1, 0, 1, [2, 2, 10, 8])])
+
+
 def empty_split(folder: Path) -> Path:
     """An annotation file without images (Roboflow writes one for an empty test split)."""
     return write_json(folder, [], [])
@@ -202,5 +212,5 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     builder.__name__: builder
     for builder in (missing_images, placeholder_same_name, duplicate_names, noncontiguous_ids, bad_boxes,
                     colour_modes, exif_oriented_record, exif_stored_record, wrong_size_record, truncated_files,
-                    empty_split, unusual_file_names)
+                    corrupt_inside, empty_split, unusual_file_names)
 }  # fmt: skip
