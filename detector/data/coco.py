@@ -14,7 +14,7 @@ assigner and by evaluation, as pycocotools does) and ``target["area"]`` (origina
 small/medium/large in evaluation; the box area when the record has none).
 
 Annotations are validated when the dataset is built, and every image file's header is checked then
-(:func:`~detector.data.images.scan_images`: missing files, sizes, EXIF orientation, colour modes); images are
+(:func:`~detector.data.images.scan_images`: missing and truncated files, sizes, EXIF orientation, colour modes); images are
 decoded lazily in ``__getitem__``. Nothing is skipped silently: what was dropped, clipped or read unrotated is
 in ``dataset.report`` and announced once with a warning.
 """
