@@ -229,7 +229,8 @@ class Chromium:
                 "`apt-get update && apt-get install -y chromium` (.ci/run does this on a fresh machine)"
             )
         self.timeout = timeout
-        self.profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+        # Chromium's helper processes may still write there for a moment after it exits: cleanup errors are ignored
+        self.profile = tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True)
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
         self.pages: list[Page] = []

@@ -64,8 +64,12 @@ def lab(tmp_path):
         raise
     finally:
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            os.killpg(server.pid, signal.SIGTERM)  # make, jupyter lab and its kernel: the group this test started
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
         log.close()
 
 

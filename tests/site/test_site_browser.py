@@ -1,8 +1,8 @@
 """The site as a learner sees it: every page opened in headless Chromium, offline.
 
 For the landing page, every chapter, the package guide and the Benchmarks page: no console error, every image
-loaded, math typeset (none left as raw LaTeX), code inside its column, no request to another host, and the
-search box finds "assigner". A screenshot of each page goes to ``build/screenshots/``. The checks themselves are
+loaded, math typeset (none left as raw LaTeX), code inside its column, no request to another host, the
+search box finds "assigner", and on a chapter the exercise solutions are folded. A screenshot of each page goes to ``build/screenshots/``. The checks themselves are
 shown to fail on small synthetic pages (and on a chapter page with MathJax blocked, as a CDN is offline).
 """
 
@@ -17,6 +17,7 @@ from course.paths import SOLUTIONS_DIR, chapter_files
 from course.site_checks import page_problems, search_problems
 
 SEARCH_TERM = "assigner"
+FOLDED_JS = "['details.solution', 'details.solution[open]'].map(s => document.querySelectorAll(s).length)"
 PAGES = ["", "guide/", "benchmarks/", *(f"chapters/{p.stem}/" for p in chapter_files(SOLUTIONS_DIR))]
 
 
@@ -39,6 +40,9 @@ def test_page_in_the_browser(page, site_url, built_site, url, screenshot_dir):
     name = url.strip("/").replace("/", "_") or "index"
     problems = page_problems(page, site_url + url, expect_math=_has_math(built_site, url),
                              screenshot=screenshot_dir / f"{name}.png")  # fmt: skip
+    if url.startswith("chapters/"):
+        folded, opened = page.evaluate(FOLDED_JS)
+        problems += [] if folded and not opened else [f"solutions: {folded} folded, {opened} shown open"]
     problems += search_problems(page, SEARCH_TERM)
     assert not problems, f"{url or 'index'}: " + "\n".join(problems)
 
