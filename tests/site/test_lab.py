@@ -64,7 +64,8 @@ def lab(tmp_path):
         raise
     finally:
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # make, jupyter lab and its kernel: the group this test started
+            # make, jupyter lab and its kernel: the process group this test started
+            os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
