@@ -93,7 +93,7 @@ def chapter_header(stem: str, modules: list[tuple[str, str]], page_url: str) -> 
     )
     return (
         '<div class="chapter-links">'
-        f'Notebook: <a href="{stem}.ipynb" download><code>{stem}.ipynb</code></a> (executed, with solutions); '
+        f'Notebook: <a href="{stem}.ipynb" download><code>{stem}.ipynb</code></a> (this page as a notebook); '
         f"yours is <code>chapters/{stem}.py</code> (<code>make lab</code>) · "
         f"Tests: <code>tests/chapters/test_{stem}.py</code> (<code>make check CH={number}</code>) · "
         f"In the package: {module_links} · "
