@@ -20,6 +20,7 @@ from detector.config import ConfigError, DataConfig
 from detector.data import CocoDetection, HFParquetDetection, ensure_arena, eval_transforms, train_transforms
 from detector.data.collate import collate, seed_worker
 from detector.distributed import DistInfo
+from detector.errors import DataError
 from detector.interrupt import ignore_sigint_in_worker
 
 RANK_SEED_STRIDE = 7919  # a prime: (epoch seed, rank) → distinct loader generator seeds
@@ -72,13 +73,19 @@ def build_dataset(data: DataConfig, split: str, train: bool) -> Dataset:
     )
     source = _split_source(data, split)
     if data.format == "hf_parquet":
-        return HFParquetDetection(source, transforms=transforms)
+        return HFParquetDetection(source, transforms=transforms, class_names=data.class_names)
     if not source.is_dir():
         raise FileNotFoundError(
             f"split folder {str(source)!r} not found (data.root={data.root!r}, split {split!r}): data.root "
             "must be a Roboflow COCO export with one folder per split (train/ valid/ test/)"
         )
-    return CocoDetection(source, transforms=transforms)
+    dataset = CocoDetection(source, transforms=transforms)
+    if data.class_names is not None and list(data.class_names) != dataset.class_names:
+        raise DataError(
+            f"{source}: data.class_names={data.class_names} but the export's categories are "
+            f"{dataset.class_names}; remove data.class_names (a COCO export names its classes) or fix it"
+        )
+    return dataset
 
 
 def prepare_data(data: DataConfig) -> None:
@@ -109,12 +116,6 @@ def build_datasets(data: DataConfig) -> tuple[Dataset, Dataset]:
     return train_set, val_set
 
 
-class EpochLoader:
-    """A ``DataLoader`` whose order and worker seeds are a function of the value given to :meth:`set_epoch`.
-
-    Workers are not persistent, so each epoch's workers are seeded afresh from the loader's generator.
-    """
-
 def loader_seed(seed: int, rank: int) -> int:
     """The seed of a process's loader generator: its workers' seeds, hence their augmentations, differ per rank."""
     return (seed * RANK_SEED_STRIDE + rank) % 2**63
@@ -125,9 +126,18 @@ def _init_worker(worker_id: int) -> None:
     seed_worker(worker_id)
 
 
+class EpochLoader:
+    """A ``DataLoader`` whose order and worker seeds are a function of the value given to :meth:`set_epoch`.
+
+    Workers are not persistent, so each epoch's workers are seeded afresh from the loader's generator, which
+    is seeded per rank (each process draws its own augmentations); the ``DistributedSampler``'s shuffle takes
+    the same epoch seed on every rank, so the ranks still split one permutation.
+    """
+
     def __init__(self, loader: DataLoader, generator: torch.Generator, rank: int = 0) -> None:
         self.loader = loader
         self.generator = generator
+        self.rank = rank
 
     def set_epoch(self, seed: int) -> None:
         self.generator.manual_seed(loader_seed(seed, self.rank))
