@@ -1,6 +1,7 @@
 """The site as a learner sees it: every page opened in headless Chromium, offline.
 
-For the landing page, every chapter, the package guide and the Benchmarks page: no console error, every image
+For every page of the navigation (the landing page, every chapter, the package guide, the Benchmarks page, the
+API reference, …): no console error, every image
 loaded, math typeset (none left as raw LaTeX), code inside its column, no request to another host, the
 search box finds "assigner", and on a chapter the exercise solutions are folded. A screenshot of each page goes to ``build/screenshots/``. The checks themselves are
 shown to fail on small synthetic pages (and on a chapter page with MathJax blocked, as a CDN is offline).
@@ -10,15 +11,31 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+import yaml
 
 from course.browser import serve_directory
 from course.notebooks import SITE_CHAPTERS_DIR
-from course.paths import SOLUTIONS_DIR, chapter_files
+from course.paths import REPO_ROOT, SOLUTIONS_DIR, chapter_files
 from course.site_checks import page_problems, search_problems
 
 SEARCH_TERM = "assigner"
 FOLDED_JS = "['details.solution', 'details.solution[open]'].map(s => document.querySelectorAll(s).length)"
-PAGES = ["", "guide/", "benchmarks/", *(f"chapters/{p.stem}/" for p in chapter_files(SOLUTIONS_DIR))]
+
+
+def _nav_pages(nav: list) -> list[str]:
+    """The URL (relative to the site) of every page in mkdocs.yml's nav, in order: ``""``, ``"setup/"``, …"""
+    pages = []
+    for entry in nav:
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
+            if isinstance(value, list):
+                pages += _nav_pages(value)
+            else:
+                stem = value.rsplit(".", 1)[0]
+                pages.append("" if stem == "index" else f"{stem}/")
+    return pages
+
+
+PAGES = _nav_pages(yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text())["nav"])
 
 
 def _has_math(built_site, url: str) -> bool:
@@ -45,6 +62,11 @@ def test_page_in_the_browser(page, site_url, built_site, url, screenshot_dir):
         problems += [] if folded and not opened else [f"solutions: {folded} folded, {opened} shown open"]
     problems += search_problems(page, SEARCH_TERM)
     assert not problems, f"{url or 'index'}: " + "\n".join(problems)
+
+
+def test_the_pages_checked_include_those_a_learner_reads_first():
+    expected = ["", "guide/", "benchmarks/", *(f"chapters/{p.stem}/" for p in chapter_files(SOLUTIONS_DIR))]
+    assert set(expected) <= set(PAGES), f"missing from mkdocs.yml's nav: {sorted(set(expected) - set(PAGES))}"
 
 
 # ------------------------------------------------------------------------------- the checks can fail

@@ -12,7 +12,9 @@ def test_chapter_page_has_figures_and_folded_solutions(built_site, solution):
     page = built_site / "chapters" / solution.stem / "index.html"
     assert page.exists(), f"{page} was not built: is the chapter in mkdocs.yml's nav?"
     html = page.read_text()
-    assert "data:image/png;base64" in html, f"{solution.stem}: no figure on the page (were the outputs kept?)"
+    assert 'src="data:image/png;base64' in html, (
+        f"{solution.stem}: no figure on the page (were the outputs kept?)"
+    )
     assert "<details" in html and "Solution" in html, f"{solution.stem}: exercise solutions are not folded"
     assert "Traceback" not in html, f"{solution.stem}: an error is shown on the page"
 
