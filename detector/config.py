@@ -86,7 +86,18 @@ class DataConfig:
     batch_size: int = field(default=8, metadata=bounds(low=1))
     workers: int = field(default=2, metadata=bounds(low=0))
     hflip: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    # HSV jitter: brightness and saturation ± color_jitter, hue ± color_jitter / 10
     color_jitter: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    # detector.data.augment (YOLOv5/v8-style; all off by default): mosaic and mixup probabilities, random affine
+    # (scale 1 ± scale, translation ± translate of the image, rotation ± degrees), mosaic and mixup off for the
+    # last close_mosaic epochs, batches resized to image_size · (1 ± multiscale) in steps of the largest stride
+    mosaic: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    mixup: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    scale: float = field(default=0.0, metadata=bounds(0.0, 0.9))
+    translate: float = field(default=0.0, metadata=bounds(0.0, 0.5))
+    degrees: float = field(default=0.0, metadata=bounds(0.0, 180.0))
+    close_mosaic: int = field(default=0, metadata=bounds(low=0))
+    multiscale: float = field(default=0.0, metadata=bounds(0.0, 0.5))
     # hf_parquet: names of categories 1..C (default: the file's Hugging Face metadata); coco: checked against
     # the export's categories when given.
     class_names: list[str] | None = None

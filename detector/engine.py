@@ -31,6 +31,7 @@ so the two report the same mAP for the same weights.
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from detector.checkpoint import (
     set_rng_state,
 )
 from detector.config import Config, ConfigError, save_config
+from detector.data.augment import AugmentedDataset, draw_batch_size, rescale_batch
 from detector.data.collate import pad_targets
 from detector.device import amp_dtype, cap_workers, setup_device
 from detector.ema import ModelEMA
@@ -204,6 +206,8 @@ class Runner:
         """Steps of the current epoch until its end, the plan's end, the budget's end or Ctrl-C."""
         seed_everything(epoch_seed(self.config.seed, self.epoch, self.dist.rank))
         self.train_loader.set_epoch(epoch_seed(self.config.seed, self.epoch))
+        if isinstance(self.train_set, AugmentedDataset):  # close mosaic: off for the plan's last epochs
+            self.train_set.set_epoch(self.epoch, self.planned_epochs)
         self.train_model.train()
         batches = iter(self.train_loader)
         for _ in range(self.batch_in_epoch):  # a mid-epoch checkpoint: replay the batches it trained on
@@ -235,7 +239,10 @@ class Runner:
 
     def _train_step(self, images: torch.Tensor, targets: list[dict[str, Any]]) -> None:
         """One optimiser step; its values stay on the device until the next sync point."""
-        train = self.config.train
+        train, data = self.config.train, self.config.data
+        if data.multiscale:  # the batch's size: drawn from the epoch-seeded Python generator
+            size = draw_batch_size(data.image_size, data.multiscale, max(self.model.head.strides), random)
+            images, targets = rescale_batch(images, targets, size)
         images = images.to(self.device, non_blocking=True)
         if train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from detector.config import ConfigError, DataConfig
 from detector.data import CocoDetection, HFParquetDetection, ensure_arena, eval_transforms, train_transforms
+from detector.data.augment import AugmentedDataset, AugmentSettings
 from detector.data.collate import collate, seed_worker
 from detector.distributed import DistInfo
 from detector.errors import DataError
@@ -64,13 +65,34 @@ def _split_source(data: DataConfig, split: str) -> Path:
     )
 
 
+def augment_settings(data: DataConfig) -> AugmentSettings | None:
+    """The :class:`~detector.data.augment.AugmentedDataset` settings of ``data``; None when no mosaic, mixup
+    or affine is asked for (then the letterbox + flip + jitter transforms do the same, cheaper)."""
+    if not any((data.mosaic, data.mixup, data.scale, data.translate, data.degrees)):
+        return None
+    return AugmentSettings(
+        image_size=data.image_size, mosaic=data.mosaic, mixup=data.mixup, scale=data.scale,
+        translate=data.translate, degrees=data.degrees, hflip=data.hflip, color_jitter=data.color_jitter,
+        close_mosaic=data.close_mosaic,
+    )  # fmt: skip
+
+
 def build_dataset(data: DataConfig, split: str, train: bool) -> Dataset:
-    """One split with the train (letterbox, flip, jitter) or eval (letterbox, recorded) transforms."""
+    """One split with the train transforms (letterbox, flip, jitter — or the mosaic/affine/mixup pipeline of
+    :mod:`detector.data.augment` when the config asks for it) or the eval transforms (letterbox, recorded)."""
+    augment = augment_settings(data) if train else None
+    if augment is not None:
+        return AugmentedDataset(_open_split(data, split, transforms=None), augment)
     transforms = (
         train_transforms(data.image_size, hflip=data.hflip, color_jitter=data.color_jitter)
         if train
         else eval_transforms(data.image_size)
     )
+    return _open_split(data, split, transforms)
+
+
+def _open_split(data: DataConfig, split: str, transforms: Any) -> Dataset:
+    """The split's data set (COCO export or parquet file) with ``transforms`` (None: original images)."""
     source = _split_source(data, split)
     if data.format == "hf_parquet":
         return HFParquetDetection(source, transforms=transforms, class_names=data.class_names)

@@ -166,3 +166,40 @@ def test_multiscale_sizes_are_stride_multiples_in_range_and_boxes_scale_with_the
     assert resized.shape == (2, 3, 96, 96) and resized.dtype == torch.uint8
     assert torch.allclose(scaled[0]["boxes"], torch.tensor([[12.0, 12, 48, 60]]))
     assert scaled[1]["boxes"].shape == (0, 4)
+
+
+@pytest.mark.slow
+def test_the_config_keys_select_the_pipeline_and_the_runner_closes_mosaic_and_varies_the_batch_size(
+    tmp_path, monkeypatch
+):
+    from detector import engine
+    from detector.config import load_config
+    from detector.data import CocoDetection, generate_arena
+    from detector.engine import Runner
+    from detector.loaders import build_dataset
+
+    root = generate_arena(tmp_path / "arena", n_train=8, n_valid=4, n_test=2, image_size=96, seed=0)
+    base = [f"data.root={root}", "data.arena=null", "data.image_size=64", "data.batch_size=2", "data.workers=0",
+            "model.neck_width=16", "model.head_convs=1", "train.epochs=3", "train.warmup_steps=2",
+            "train.max_minutes=null", "train.device=cpu", f"train.out_dir={tmp_path / 'runs'}"]  # fmt: skip
+    plain = load_config("arena_cpu", base)
+    assert isinstance(build_dataset(plain.data, "train", train=True), CocoDetection)
+    config = load_config(
+        "arena_cpu",
+        [*base, "data.mosaic=1.0", "data.scale=0.3", "data.close_mosaic=1", "data.multiscale=0.5"],
+    )
+    runner = Runner(config)
+    assert isinstance(runner.train_set, AugmentedDataset)
+    sizes, mosaic_by_epoch = [], []
+    original = engine.rescale_batch
+
+    def recording(images, targets, size):
+        sizes.append(size)
+        mosaic_by_epoch.append((runner.epoch, runner.train_set.mosaic_on))
+        return original(images, targets, size)
+
+    monkeypatch.setattr(engine, "rescale_batch", recording)
+    runner.fit()
+    assert len(sizes) == 12 and all(size % 16 == 0 and 32 <= size <= 96 for size in sizes)  # strides 4/8/16
+    assert len(set(sizes)) > 1
+    assert {epoch: on for epoch, on in mosaic_by_epoch} == {0: True, 1: True, 2: False}
