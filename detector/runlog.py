@@ -22,9 +22,16 @@ from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: drawing files must not touch a notebook's backend
 
+from detector.inference import strict_json
+
 CURVE_SMOOTHING = 0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's 0.6-0.99)
 STEPS_FILE = "steps.jsonl"
 NO_OBJECTS = "n/a"  # printed for COCO's -1 (no GT of that size) and a class's nan (no GT of that class)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    """``record`` as one line of strict JSON: ``null`` for a NaN or infinite value (a diverged loss, a missing AP)."""
+    return json.dumps(strict_json(record), allow_nan=False) + "\n"
 
 
 def _scalar_items(record: dict[str, Any]) -> dict[str, float]:
@@ -40,9 +47,7 @@ class RunLogger:
         self.steps_path = self.run_dir / STEPS_FILE
         # a resumed run continues after its checkpoint's step: steps logged after it (before a crash) go
         rows = read_step_log(self.run_dir, resume_step) if resume_step else []
-        self.steps_path.write_text(
-            "".join(json.dumps({"step": i + 1, **r}) + "\n" for i, r in enumerate(rows))
-        )
+        self.steps_path.write_text("".join(_json_line({"step": i + 1, **r}) for i, r in enumerate(rows)))
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         self.csv_path = self.run_dir / "metrics.csv"
         self.curves_path = self.run_dir / "curves.png"
@@ -59,7 +64,7 @@ class RunLogger:
         """Append the rows of steps ``first_step, first_step + 1, …`` to ``steps.jsonl`` (and TensorBoard)."""
         with self.steps_path.open("a") as file:
             for step, row in enumerate(rows, start=first_step):
-                file.write(json.dumps({"step": step, **row}) + "\n")
+                file.write(_json_line({"step": step, **row}))
                 if self.writer is not None:
                     for key, value in row.items():
                         self.writer.add_scalar(f"train_step/{key}", value, step)
@@ -67,7 +72,7 @@ class RunLogger:
     def log_epoch(self, record: dict[str, Any]) -> None:
         """Append ``record`` (a flat dict of numbers/strings) to the JSONL and CSV logs and TensorBoard."""
         with self.jsonl_path.open("a") as file:
-            file.write(json.dumps(record) + "\n")
+            file.write(_json_line(record))
         new_file = not self.csv_path.exists()
         with self.csv_path.open("a", newline="") as file:
             if new_file:
@@ -131,13 +136,16 @@ class RunLogger:
 
 
 def read_step_log(run_dir: str | Path, upto_step: int | None = None) -> list[dict[str, float]]:
-    """The per-step rows of ``steps.jsonl`` in ``run_dir`` (steps ``1..upto_step``; ``[]`` without the file)."""
+    """The per-step rows of ``steps.jsonl`` in ``run_dir`` (steps ``1..upto_step``; ``[]`` without the file).
+
+    A ``null`` (a non-finite value when it was written) comes back as ``nan``.
+    """
     path = Path(run_dir) / STEPS_FILE
     if not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [
-        {k: v for k, v in row.items() if k != "step"}
+        {k: math.nan if v is None else v for k, v in row.items() if k != "step"}
         for row in rows
         if upto_step is None or row["step"] <= upto_step
     ]

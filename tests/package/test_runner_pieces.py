@@ -4,6 +4,7 @@ flags, checkpoint formats and the printed summaries."""
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import warnings
@@ -20,7 +21,7 @@ from detector.distributed import DistInfo
 from detector.errors import CheckpointError
 from detector.loaders import make_loader
 from detector.monitor import NonFiniteLossError, StepMonitor
-from detector.runlog import data_summary, format_results
+from detector.runlog import RunLogger, data_summary, format_results, read_step_log
 from detector.schedule import WarmupCosine
 
 # ------------------------------------------------------------------------------------------------ schedule
@@ -307,3 +308,16 @@ def test_data_summary_counts_boxes_per_class_and_warns() -> None:
     assert "rook        3       1" in text
     assert "warning: train split, classes with fewer than 2 boxes: pawn (1), king (0)" in text
     assert "warning: val split, classes with fewer than 2 boxes: rook (1), pawn (1), king (0)" in text
+
+
+def test_run_logs_are_strict_json_and_read_back_nan(tmp_path) -> None:
+    logger = RunLogger(tmp_path, tensorboard=False)
+    logger.log_steps(1, [{"loss": 1.5}, {"loss": math.nan, "grad_norm": math.inf}])
+    logger.log_epoch({"epoch": 1, "step": 2, "loss": math.nan, "val_map_small": -1.0})
+    for name in ("steps.jsonl", "metrics.jsonl"):
+        for line in (tmp_path / name).read_text().splitlines():
+            assert "NaN" not in line and "Infinity" not in line, f"{name}: not strict JSON: {line}"
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss"] is None
+    rows = read_step_log(tmp_path)
+    assert rows[0] == {"loss": 1.5} and math.isnan(rows[1]["loss"]) and math.isnan(rows[1]["grad_norm"])
+    logger.draw_curves(rows, [])  # a diverged step still draws
