@@ -95,8 +95,8 @@ print(
 # (`detector.boxes.make_points`): level by level (stride 8 first), and within a level row by row (row-major:
 # `k = i · W_l + j` for cell row `i`, column `j`). Row `k` of the predictions then belongs to `points[k]`.
 #
-# The classic mistake is `m.reshape(B, -1, K)` straight from `[B, K, H, W]`: it has the right shape and mixes
-# channels with positions. Move the channel axis last first.
+# A reshape regroups numbers in memory order, and `[B, K, H, W]` stores each channel's whole map before the next
+# channel's: a reshape to `[B, N, K]` has the right shape, but are its rows the cells?
 #
 # **Predict, then run.** One level, `B = 1`, `K = 2` channels on a `2 × 2` map: channel 0 holds `[[0, 1], [2, 3]]`,
 # channel 1 holds `[[4, 5], [6, 7]]` (that is `torch.arange(8.).view(1, 2, 2, 2)`). Write down the `[1, 4, 2]`
