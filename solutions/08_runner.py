@@ -267,8 +267,8 @@ plt.show()
 # are averaged the same way; integer buffers (`num_batches_tracked`) are copied. The average is kept in float32
 # and never receives gradients.
 #
-# **Exercise 8.3** — write `ema_update(ema_model, model, decay)`, in place. Iterate over `state_dict()` (it holds
-# parameters *and* buffers), and work under `torch.no_grad()`.
+# **Exercise 8.3** — write `ema_update(ema_model, model, decay)`, in place; remember that a model's state holds
+# parameters *and* buffers.
 
 
 # %%

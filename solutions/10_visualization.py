@@ -128,9 +128,9 @@ plt.show()
 # A detection alone does not tell you what was missed. Put the GT and the predictions side by side, on the same
 # image, drawn the same way.
 #
-# **Exercise 10.2** — write `gt_vs_prediction_panel`: a figure with two axes (`plt.subplots(1, 2)`); the left one
-# shows `draw_boxes(image, GT boxes, GT labels, None, class_names)`, the right one the predictions whose score is
-# **above** `score_thresh`, with their scores. Use `ax.imshow(drawn.permute(1, 2, 0).numpy())` and return the figure.
+# **Exercise 10.2** — write `gt_vs_prediction_panel`: a figure with two axes side by side; the left one shows the
+# ground truth drawn with your `draw_boxes` (no scores), the right one the predictions whose score is **above**
+# `score_thresh`, with their scores. Return the figure.
 
 
 # %%
@@ -181,9 +181,8 @@ plt.show()
 # the one its last training steps saw.
 #
 # **Exercise 10.3** — write `assigned_points`: run the model's outputs of **one** image through the assigner
-# exactly as `DetectionLoss` does — `pred_scores` are the class probabilities `sigmoid(cls_logits)`,
-# `pred_boxes` the decoded boxes `ltrb_to_xyxy(points, box_ltrb)`, both detached; the targets padded with
-# `pad_targets([target])` — and return the positive points.
+# exactly as `DetectionLoss` does (Chapter 8's training step; `detector/losses.py`), and return the positive
+# points.
 
 
 # %%
