@@ -1,7 +1,8 @@
 """Benchmark row 5: images/s of the arena ``DataLoader`` vs the rate the training step consumes them (issue 8).
 
 The loader is the training one: :class:`detector.data.CocoDetection` on the arena's train split with
-``train_transforms`` (letterbox, flip, colour jitter), :func:`detector.data.build_dataloader` (batch 8,
+``train_transforms`` (letterbox, flip, colour jitter) — and, in its own column, with YOLOv8's augmentation
+(:class:`detector.data.augment.AugmentedDataset`: mosaic of 4 images, random affine, flip, HSV jitter) — :func:`detector.data.build_dataloader` (batch 8,
 shuffled), with 0 and 2 worker processes, at 320 px (the ``arena_cpu`` data set, generated when missing) and
 at 640 px (a small arena rendered at 640 px into ``data/arena_640``, so that decoding costs what a 640-px
 data set costs). Loader rate: images per second over ``--batches`` batches after 2 warm-up batches (worker
@@ -38,6 +39,7 @@ from benchmarks.common import (
 )
 from benchmarks.peers import OursContender, amp_dtype_for, ours_config, synthetic_batch
 from detector.data import CocoDetection, build_dataloader, ensure_arena, train_transforms
+from detector.data.augment import AugmentedDataset, AugmentSettings
 from detector.engine import build_optimizer
 
 WORKERS = (0, 2)  # issue 8
@@ -70,12 +72,22 @@ def _batches(loader: Any) -> Iterator[Any]:
         yield from loader
 
 
-def loader_rate(root: Path, image_size: int, batch: int, workers: int, batches: int) -> dict[str, float]:
-    """Images per second of the training loader over ``batches`` batches after the warm-up ones."""
+def train_dataset(root: Path, image_size: int, augment: bool) -> Any:
+    """The arena's train split with the config's transforms, or (``augment``) YOLOv8's augmentation defaults:
+    mosaic 1.0, scale ± 0.5, translation ± 0.1, flip and HSV jitter (:mod:`detector.data.augment`)."""
     data = ours_config().data
-    dataset = CocoDetection(
-        root / data.train_split, train_transforms(image_size, data.hflip, data.color_jitter)
-    )
+    if augment:
+        settings = AugmentSettings(image_size, mosaic=1.0, scale=0.5, translate=0.1, hflip=data.hflip,
+                                   color_jitter=data.color_jitter)  # fmt: skip
+        return AugmentedDataset(CocoDetection(root / data.train_split), settings)
+    return CocoDetection(root / data.train_split, train_transforms(image_size, data.hflip, data.color_jitter))
+
+
+def loader_rate(
+    root: Path, image_size: int, batch: int, workers: int, batches: int, augment: bool = False
+) -> dict[str, float]:
+    """Images per second of the training loader over ``batches`` batches after the warm-up ones."""
+    dataset = train_dataset(root, image_size, augment)
     loader = build_dataloader(dataset, batch, shuffle=True, workers=workers, seed=0, drop_last=True)
     stream = _batches(loader)
     for _ in range(WARMUP_BATCHES):
@@ -107,9 +119,7 @@ def pipeline_rate(
     data = config.data
     ours = OursContender(config, len(CocoDetection(root / data.train_split).class_names), device)
     optimizer = build_optimizer(ours.model, config.train)
-    dataset = CocoDetection(
-        root / data.train_split, train_transforms(image_size, data.hflip, data.color_jitter)
-    )
+    dataset = train_dataset(root, image_size, augment=False)
     stream = _batches(build_dataloader(dataset, batch, shuffle=True, workers=workers, seed=0, drop_last=True))
     for index in range(WARMUP_BATCHES + steps):
         if index == WARMUP_BATCHES:
@@ -130,9 +140,12 @@ def measure(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[s
                                "loader": {}, "pipeline": {}}  # fmt: skip
         for workers in WORKERS:
             rate = loader_rate(root, image_size, args.batch, workers, args.batches)
+            augmented = loader_rate(root, image_size, args.batch, workers, args.batches, augment=True)
             row["loader"][str(workers)] = {
                 **rate,
                 "loader_over_step": ratio(rate["images_per_second"], consume),
+                "augmented_images_per_second": augmented["images_per_second"],
+                "augmented_over_step": ratio(augmented["images_per_second"], consume),
             }
             if image_size == min(roots):
                 row["pipeline"][str(workers)] = pipeline_rate(root, image_size, args.batch, workers,
@@ -143,13 +156,15 @@ def measure(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[s
 
 def print_table(result: dict[str, Any]) -> None:
     print("\nData loading (arena train split, train transforms), images/s:")
-    print(f"  {'size':<8}{'workers':>8}{'loader':>10}{'step':>10}{'loader/step':>13}{'loader+step':>13}")
+    print(f"  {'size':<8}{'workers':>8}{'loader':>10}{'mosaic':>10}{'step':>10}{'loader/step':>13}"
+          f"{'mosaic/step':>13}{'loader+step':>13}")  # fmt: skip
     for row in result["rows"]:
         for workers, rate in row["loader"].items():
             pipeline = row["pipeline"].get(workers)
             both = f"{pipeline:>13.1f}" if pipeline is not None else f"{'–':>13}"
             print(f"  {row['image_size']:<8}{workers:>8}{rate['images_per_second']:>10.1f}"
-                  f"{row['step_images_per_second']:>10.1f}{rate['loader_over_step']:>13.1f}{both}")  # fmt: skip
+                  f"{rate['augmented_images_per_second']:>10.1f}{row['step_images_per_second']:>10.1f}"
+                  f"{rate['loader_over_step']:>13.1f}{rate['augmented_over_step']:>13.1f}{both}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

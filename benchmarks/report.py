@@ -142,17 +142,14 @@ def section_data(record: dict[str, Any]) -> str:
     for row in record["rows"]:
         for workers, rate in row["loader"].items():
             pipeline = row["pipeline"].get(workers)
+            augmented = rate.get("augmented_images_per_second")
             rows.append([f"{row['image_size']} px", workers, f"{rate['images_per_second']:.1f}",
+                         f"{augmented:.1f}" if augmented is not None else "–",
                          f"{row['step_images_per_second']:.1f}", f"{rate['loader_over_step']:.1f}",
+                         f"{rate['augmented_over_step']:.1f}" if augmented is not None else "–",
                          f"{pipeline:.1f}" if pipeline is not None else "–"])  # fmt: skip
-    header = [
-        "input",
-        "workers",
-        "loader img/s",
-        "training step img/s",
-        "loader / step",
-        "loader + step img/s",
-    ]
+    header = ["input", "workers", "loader img/s", "with mosaic + affine", "training step img/s", "loader / step",
+              "augmented / step", "loader + step img/s"]  # fmt: skip
     return _table(header, rows) + "\n\nThe loader is not the bottleneck when loader / step ≥ 1."
 
 
