@@ -183,7 +183,8 @@ def data_summary(train_set: Any, val_set: Any, class_names: Sequence[str]) -> st
     """What the run trains on: images, boxes, boxes per class per split, and warnings (rare or absent classes).
 
     The data sets need ``targets`` (a list of ``(boxes, labels)`` per image, as :class:`~detector.data.CocoDetection`
-    and :class:`~detector.data.HFParquetDetection` have); without it only the image counts are given.
+    and :class:`~detector.data.HFParquetDetection` have); without it only the image counts are given. Crowd
+    regions (``iscrowd`` in the data set's ``annotations``) are counted apart: they are no box of their class.
     """
     lines, counts = [], {}
     for split, dataset in (("train", train_set), ("val", val_set)):
@@ -191,9 +192,15 @@ def data_summary(train_set: Any, val_set: Any, class_names: Sequence[str]) -> st
         if targets is None:
             lines.append(f"{split}: {len(dataset)} images")
             continue
-        counts[split] = Counter(int(label) for _, labels in targets for label in labels.tolist())
+        crowds = [a.get("iscrowd") for a in getattr(dataset, "annotations", [])] or [None] * len(targets)
+        labels = [
+            lab if crowd is None else lab[crowd == 0] for (_, lab), crowd in zip(targets, crowds, strict=True)
+        ]
+        num_crowd = sum(int(crowd.sum()) for crowd in crowds if crowd is not None)
+        counts[split] = Counter(int(label) for lab in labels for label in lab.tolist())
         lines.append(f"{split}: {len(dataset)} images, {sum(counts[split].values())} boxes, "
-                     f"{sum(1 for _, labels in targets if len(labels) == 0)} without boxes")  # fmt: skip
+                     f"{sum(1 for lab in labels if len(lab) == 0)} without boxes"
+                     + (f", {num_crowd} crowd regions (ignored)" if num_crowd else ""))  # fmt: skip
     if counts:
         width = max(len("class"), *(len(name) for name in class_names))
         lines.append(f"{'class':<{width}} " + " ".join(f"{split:>7}" for split in counts))

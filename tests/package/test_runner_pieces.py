@@ -310,6 +310,14 @@ def test_data_summary_counts_boxes_per_class_and_warns() -> None:
     assert "warning: val split, classes with fewer than 2 boxes: rook (1), pawn (1), king (0)" in text
 
 
+def test_data_summary_counts_crowd_regions_apart() -> None:
+    train = _Split([[0, 1, 1], [1]])
+    train.annotations = [{"iscrowd": torch.tensor([0, 0, 1])}, {"iscrowd": torch.tensor([1])}]
+    text = data_summary(train, _Split([[0, 1]]), ["rook", "pawn"])
+    assert "train: 2 images, 2 boxes, 1 without boxes, 2 crowd regions (ignored)" in text
+    assert "rook        1       1" in text and "pawn        1       1" in text
+
+
 def test_run_logs_are_strict_json_and_read_back_nan(tmp_path) -> None:
     logger = RunLogger(tmp_path, tensorboard=False)
     logger.log_steps(1, [{"loss": 1.5}, {"loss": math.nan, "grad_norm": math.inf}])
