@@ -78,6 +78,7 @@ def bad_site(tmp_path_factory):
         "broken_image": '<img src="missing.png" alt="gone">',
         "console_error": "<script>console.error('boom: the page broke')</script>",
         "raw_math": "<p>The alignment metric $t = s^\\alpha \\cdot \\mathrm{IoU}^\\beta$ ranks them.</p>",
+        "raw_arithmatex": '<p>A Markdown page: <span class="arithmatex">\\(t = s^\\alpha\\)</span>.</p>',
         "long_code": '<div class="md-content" style="width: 300px"><pre>' + "x = 1  # " * 40 + "</pre></div>",
     }
     for name, body in pages.items():
@@ -94,6 +95,7 @@ def bad_site(tmp_path_factory):
         ("broken_image", "image not loaded: "),
         ("console_error", "console.error: boom: the page broke"),
         ("raw_math", "math left as raw LaTeX"),
+        ("raw_arithmatex", "(MathJax did not typeset it): …A Markdown page:  \\(t = s^\\alpha\\)"),
         ("long_code", "code runs out of its column"),
     ],
 )
