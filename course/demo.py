@@ -129,8 +129,8 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
         f"*The assembled detector after `make train` (config `{demo['run']}`): {config['backbone']} {start}, "
         f"{config['image_size']} px, {demo['step']} steps in {demo['train_minutes']:.1f} minutes of training — "
         f"validation **mAP {demo['map']:.2f}, mAP50 {demo['map_50']:.2f}** (AP50 per class: {per_class}). "
-        f"Ground truth dashed green, predictions coloured by class. Recorded {demo['date'][:10]} at commit "
-        f"`{commit}` on {describe_machine(demo['machine'])}.*"
+        f"Ground truth dashed green, predictions coloured by class. Measured {demo['date'][:10]} on "
+        f"{describe_machine(demo['machine'])}; recorded at commit `{commit}`.*"
     )
 
 
