@@ -131,7 +131,7 @@ def build_datasets(data: DataConfig) -> tuple[Dataset, Dataset]:
         build_dataset(data, data.val_split, False),
     )
     if list(train_set.class_names) != list(val_set.class_names):
-        raise ValueError(
+        raise DataError(
             f"{data.root}: the train split has classes {train_set.class_names} but the validation split has "
             f"{val_set.class_names}; they must be the same export"
         )

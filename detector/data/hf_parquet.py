@@ -130,7 +130,7 @@ class HFParquetDetection(Dataset):
         objects = objects or {}
         missing = [f for f in OBJECT_FIELDS if f not in objects]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"{where}: 'objects' lacks {missing}; expected a struct of lists {list(OBJECT_FIELDS)}"
             )
         boxes, labels, areas = [], [], []

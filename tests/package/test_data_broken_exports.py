@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from broken_exports import BUILDERS, HEIGHT, UNICODE_NAMES, WIDTH, pixels
+from broken_exports import BUILDERS, HEIGHT, UNICODE_NAMES, WIDTH, clean_split, pixels
 from PIL import Image, ImageOps
 
 from detector.config import DataConfig
@@ -148,6 +148,13 @@ def test_empty_validation_split_through_the_loader(tmp_path):
     BUILDERS["colour_modes"](tmp_path / "train")
     BUILDERS["empty_split"](tmp_path / "valid")
     with pytest.raises(DataError, match=r"valid/_annotations\.coco\.json: the split has no images"):
+        build_datasets(DataConfig(root=str(tmp_path)))
+
+
+def test_splits_with_other_classes_are_a_data_error(tmp_path):
+    clean_split(tmp_path / "train")
+    BUILDERS["noncontiguous_ids"](tmp_path / "valid")
+    with pytest.raises(DataError, match=r"the train split has classes .* but the validation split has"):
         build_datasets(DataConfig(root=str(tmp_path)))
 
 

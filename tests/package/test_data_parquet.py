@@ -210,3 +210,15 @@ def test_area_travels_and_iscrowd_is_zero(tmp_path):
 def test_empty_split_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"empty.parquet: the split has no rows"):
         HFParquetDetection(write_parquet(tmp_path / "empty.parquet", rows=[]))
+
+
+def test_objects_without_their_fields_are_a_data_error(tmp_path):
+    objects = pa.struct([("id", pa.list_(pa.int64())), ("bbox", pa.list_(pa.list_(pa.float32(), 4)))])
+    schema = pa.schema([*(f for f in SCHEMA if f.name != "objects"), ("objects", objects)])
+    row = {"image_id": 5, "image": {"bytes": png_bytes(8, 8, 0), "path": None}, "width": 8, "height": 8,
+           "objects": {"id": [1], "bbox": [[1.0, 1.0, 2.0, 2.0]]}}  # fmt: skip
+    pq.write_table(pa.Table.from_pylist([row], schema=schema), tmp_path / "lacking.parquet")
+    with pytest.raises(
+        DataError, match=r"lacking.parquet: row 0 \(image_id 5\): 'objects' lacks \['category'\]"
+    ):
+        HFParquetDetection(tmp_path / "lacking.parquet", class_names=["a"])
