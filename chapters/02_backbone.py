@@ -58,8 +58,8 @@ for level, info in enumerate(resnet.feature_info.info):
 # %% [markdown]
 # For a ResNet, level 0 is the stem (a stride-2 7×7 conv; the max-pool that follows belongs to level 1), and
 # levels 1–4 are `layer1` … `layer4` at strides 4, 8, 16, 32. Which levels a detector takes is a decision
-# about the data. FCOS, YOLOX and YOLOv8 take levels 2, 3, 4 — the *P3, P4, P5* maps of strides 8/16/32 — and
-# leave stride 4 out: it would quadruple the number of points (Chapter 5), which pays only when many objects
+# about the data. RetinaNet and FCOS (which add coarser levels on top), YOLOX and YOLOv8 take levels 2, 3, 4 —
+# the *P3, P4, P5* maps of strides 8/16/32 — and leave stride 4 out: it would quadruple the number of points (Chapter 5), which pays only when many objects
 # are smaller than about 8 pixels. The arena is such a data set (about half of its heads are that small;
 # Chapter 5 measures it), so the course's demo config takes one level finer. Its choice, read from the config:
 

@@ -237,7 +237,8 @@ plt.show()
 # ## 3. Decoding the head's maps: box scale per level
 #
 # A P5 cell is 4× larger than a P3 cell, and so are the objects it is responsible for. A head that had to
-# output distances in pixels would need outputs from 2 to 300 with the same conv weights on every level. So the
+# output distances in pixels would need outputs from a couple of pixels to hundreds with the same conv weights on
+# every level. So the
 # head predicts distances **in units of its level's stride** and they are multiplied by `s_l` before decoding
 # (the package's head does this multiplication inside, together with a learnable per-level scale; Chapter 4).
 #
@@ -380,7 +381,11 @@ gt_xyxy = torch.tensor([a["bbox"] for a in coco["annotations"]], dtype=torch.flo
 gt_xyxy[:, 2:] += gt_xyxy[:, :2]  # xywh → xyxy; arena images are 320 × 320, so the letterbox changes nothing
 is_head = torch.tensor(["head" in class_names[id_to_label[a["category_id"]]] for a in coco["annotations"]])
 gt_sides = (gt_xyxy[:, 2:] - gt_xyxy[:, :2]).prod(-1).sqrt()
-print(f"course arena (train): {len(gt_xyxy)} boxes, {int(is_head.sum())} heads; {(gt_sides[is_head] < 8).float().mean():.0%} of the heads are under 8 px")
+print(
+    f"course arena (train): {len(gt_xyxy)} boxes, {int(is_head.sum())} heads; "
+    f"{(gt_sides[is_head] < 8).float().mean():.0%} of the heads are under 8 px; "
+    f"the tallest box is {(gt_xyxy[:, 3] - gt_xyxy[:, 1]).max():.0f} px of 320"
+)
 
 
 def share_without_a_point(boxes: Tensor, level_strides: list[int], side: int = 320) -> float:
@@ -399,8 +404,9 @@ for stride_set in ([8, 16, 32], strides):
 # %% [markdown]
 # With strides 8/16/32 a large share of the arena's heads could never be assigned to any point — the detector
 # cannot learn them, whatever the loss. A stride-4 level fixes most of that, at 4× the points of the stride-8 level;
-# to pay for it, the demo drops the stride-32 level, whose objects (a third of the frame at most in the arena) the
-# stride-16 level still sees whole (Chapter 2). A data set of large objects would make the opposite choice.
+# to pay for it, the demo drops the stride-32 level: the arena's largest objects (about a third of the frame, printed
+# above) fit in the receptive field of the stride-16 level (Chapter 3's formula gives 211 px for ResNet-18's C4).
+# A data set of large objects would make the opposite choice.
 #
 # ## What the package does differently
 #

@@ -93,7 +93,7 @@ print(
 #
 # The head predicts per level, as maps `[B, K, H_l, W_l]` (`K = C`, 4 or 1). The assigner and the losses want
 # one row per point: `[B, N, K]`. The order of the rows must be **the order of the grid points** of Chapter 5
-# (`detector.boxes.make_points`): level by level (stride 8 first), and within a level row by row (row-major:
+# (`detector.boxes.make_points`): level by level (the finest first), and within a level row by row (row-major:
 # `k = i · W_l + j` for cell row `i`, column `j`). Row `k` of the predictions then belongs to `points[k]`.
 #
 # A reshape regroups numbers in memory order, and `[B, K, H, W]` stores each channel's whole map before the next

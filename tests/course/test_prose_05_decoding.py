@@ -30,6 +30,16 @@ def test_a_stride_4_level_fixes_most_of_the_unassignable_heads():
     assert 4 in strides and usual > 0.15 and demo < usual / 3, (strides, usual, demo)
 
 
+def test_the_stride_16_level_sees_the_largest_arena_objects_whole():
+    neck = load_exercises(SOLUTIONS_DIR / "03_neck.py")
+    c4 = Backbone("resnet18", out_indices=(1, 2, 3)).model
+    field = neck.receptive_field(neck.main_path_layers(c4))
+    assert "Chapter 3's formula gives 211 px for ResNet-18's C4" in TEXT and field == 211, field
+    coco = json.loads((arena_dir() / "train" / "_annotations.coco.json").read_text())
+    tallest = max(a["bbox"][3] for a in coco["annotations"])
+    assert "about a third of the frame" in TEXT and 0.25 * 320 < tallest < 0.4 * 320 < field, tallest
+
+
 def test_the_mixed_convention_experiment_is_what_the_prose_says():
     assert "square heads of side 6 to 12 pixels" in TEXT and "head_sides = torch.arange(6, 13)" in TEXT
     assert "stride, trials = 8, 4000" in TEXT and "Chapter 1) at random sub-pixel positions, stride 8" in TEXT
