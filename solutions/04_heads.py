@@ -142,8 +142,9 @@ print("reshape only:  ", tiny.reshape(1, -1, 2)[0].tolist())
 sizes, strides = [(4, 4), (2, 2), (1, 1)], [8, 16, 32]
 maps = []
 for (height, width), stride in zip(sizes, strides, strict=True):
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    maps.append(torch.stack(((xs + 0.5) * stride, (ys + 0.5) * stride))[None].float())  # [1, 2, H, W]
+    x_map = ((torch.arange(width) + 0.5) * stride).expand(height, width)  # [H, W]: each cell's centre x
+    y_map = ((torch.arange(height) + 0.5) * stride)[:, None].expand(height, width)  # [H, W]: centre y
+    maps.append(torch.stack((x_map, y_map))[None])  # [1, 2, H, W]
 points, _ = make_points(sizes, strides)
 flat = flatten_levels(maps)[0]  # [N, 2]
 print("flattened centres == make_points:", torch.equal(flat, points), f"({len(points)} points)")
