@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from detector import distributed
-from detector.checkpoint import load_checkpoint
+from detector.checkpoint import check_format, load_checkpoint
 from detector.config import Config, EvalConfig, config_from_dict
 from detector.data.transforms import eval_transforms, unletterbox_boxes
 from detector.errors import CheckpointError, DataError, MissingPathError
@@ -127,7 +127,8 @@ def load_detector(
     """A trained model from a ``last.pt``/``best.pt`` (EMA weights when present), with its config and classes.
 
     The checkpoint holds every weight, so the model is built without ``model.pretrained``: a checkpoint
-    trained from a local backbone weights file loads on a machine that does not have that file.
+    trained from a local backbone weights file loads on a machine that does not have that file. A file of
+    another checkpoint format (:data:`~detector.checkpoint.CHECKPOINT_FORMAT`) is a :class:`CheckpointError`.
     """
     state = load_checkpoint(weights, map_location="cpu")
     missing = [key for key in ("config", "class_names", "model") if key not in state]
@@ -135,6 +136,7 @@ def load_detector(
         raise CheckpointError(
             f"{weights}: not a detector checkpoint (missing {missing}); give a last.pt or best.pt"
         )
+    check_format(state, weights)
     config = config_from_dict(state["config"], source=f"{weights} (config)")
     class_names = list(state["class_names"])
     model = build_detector(dataclasses.replace(config.model, pretrained=None), len(class_names))

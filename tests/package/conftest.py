@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.checkpoint import save_checkpoint
+from detector.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from detector.config import Config, DataConfig, ModelConfig
 from detector.model import build_detector
 
@@ -25,7 +25,8 @@ def write_checkpoint() -> Callable[..., Path]:
         torch.manual_seed(0)
         config = Config(data=DataConfig(image_size=image_size), model=model_config)
         model = build_detector(model_config, len(CHECKPOINT_CLASSES))
-        state = {"config": config.to_dict(), "class_names": CHECKPOINT_CLASSES, "model": model.state_dict()}
+        state = {"format": CHECKPOINT_FORMAT, "kind": "weights", "config": config.to_dict(),
+                 "class_names": CHECKPOINT_CLASSES, "model": model.state_dict()}  # fmt: skip
         return save_checkpoint(state, path)
 
     return write

@@ -12,7 +12,7 @@ import torch
 
 import detector
 from detector.api import load, override_list
-from detector.checkpoint import save_checkpoint
+from detector.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from detector.config import EvalConfig, ModelConfig, config_from_dict
 from detector.data.transforms import eval_transforms, unletterbox_boxes
 from detector.errors import CheckpointError, UserError
@@ -112,6 +112,15 @@ def test_not_a_checkpoint_is_a_user_error(tmp_path: Path) -> None:
     save_checkpoint({"weights": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="not a detector checkpoint"):
         load(tmp_path / "x.pt", "cpu")
+
+
+def test_checkpoint_of_another_format_is_a_clear_error(checkpoint: Path) -> None:
+    state = torch.load(checkpoint, weights_only=True)
+    save_checkpoint({**state, "format": CHECKPOINT_FORMAT + 1}, checkpoint)
+    with pytest.raises(
+        CheckpointError, match=f"has format {CHECKPOINT_FORMAT + 1}, this version of detector reads"
+    ):
+        load(checkpoint, "cpu")
 
 
 def test_override_list_round_trips_through_the_config() -> None:
