@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from detector.cli import main
+from detector.config import CONFIG_DIR, load_config
 
 COMMANDS = ("train", "eval", "predict", "export", "arena")
 TINY = ["data.image_size=64", "data.batch_size=2", "data.workers=0", "model.neck_width=16", "model.head_convs=1",
@@ -57,6 +58,22 @@ def test_help(command: str | None, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: detector {command or ''}".rstrip())
+
+
+def test_time_budget_cpu_bf16_and_the_cpu_recipe_are_documented_where_users_look(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    root = Path(__file__).resolve().parents[2]
+    readme, guide = (" ".join((root / p).read_text().split()) for p in ("README.md", "site/guide.md"))
+    for text in (help_text, readme, guide):
+        assert "train.max_minutes" in text and "train.cpu_bf16" in text and "roboflow_cpu" in text
+    for name in sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")):  # every shipped config is offered
+        assert name in help_text and f"| `{name}` |" in guide, name
+    cpu, gpu = load_config("roboflow_cpu"), load_config("roboflow")  # the guide's numbers
+    assert cpu.model.backbone == "resnet18" and cpu.train.cpu_bf16 and gpu.model.backbone == "resnet50"
+    assert f"ResNet-18, {cpu.data.image_size} px, within {cpu.train.max_minutes:g} minutes" in guide
+    assert f"ResNet-50, {gpu.data.image_size} px, {gpu.train.epochs} epochs" in guide
 
 
 def test_arena_writes_a_roboflow_export(arena_root: Path) -> None:
