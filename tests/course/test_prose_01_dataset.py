@@ -27,6 +27,11 @@ def test_many_arena_heads_are_under_8_pixels_and_the_demo_has_a_stride_4_level()
     assert share > 0.3, (
         f"solutions/01_dataset.py says many heads are under 8 px; the course arena has {share:.0%}"
     )
+    backbone_text = (SOLUTIONS_DIR / "02_backbone.py").read_text()
+    assert "about half of its heads are that small" in backbone_text
+    assert 0.35 < share < 0.65, (
+        f"solutions/02_backbone.py says about half of the heads are under 8 px: {share:.0%}"
+    )
     model = load_config("arena_cpu").model
     strides = Backbone(model.backbone, out_indices=model.out_indices).strides
     assert "adds a stride-4 level" in TEXT
