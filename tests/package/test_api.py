@@ -80,6 +80,18 @@ def test_predict_returns_boxes_in_original_coordinates(checkpoint: Path, tmp_pat
     assert [len(r) for r in stacked] == [3, 3]
 
 
+def test_predict_imgsz_sets_the_side_the_model_sees(checkpoint: Path) -> None:
+    model = load(checkpoint, "cpu")
+    image = torch.randint(0, 256, (3, 48, 80), dtype=torch.uint8)
+    result = model.predict(image, conf=0.0, iou=0.5, max_det=5, imgsz=96)[0]
+    letterboxed, target = eval_transforms(96)(image, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)})
+    (expected,) = postprocess(model.model(letterboxed[None]), score_thresh=0.0, nms_iou=0.5, max_det=5,
+                              image_size=(96, 96))  # fmt: skip
+    torch.testing.assert_close(result.boxes, unletterbox_boxes(expected["boxes"], **target["letterbox"]),
+                               atol=1e-3, rtol=0)  # fmt: skip
+    torch.testing.assert_close(result.scores, expected["scores"], atol=1e-5, rtol=0)
+
+
 def test_predict_on_paths_and_thresholds(checkpoint: Path, tmp_path: Path) -> None:
     from torchvision.io import write_png
 
