@@ -20,6 +20,8 @@ from typing import Literal
 import timm
 from torch import Tensor, nn
 
+from detector.config import ConfigError
+
 Freeze = Literal["none", "all"] | int
 
 
@@ -27,7 +29,7 @@ MAX_LISTED_KEYS = 5  # keys quoted in a mismatch error
 
 
 def _check_weights_file(name: str, path: Path) -> None:
-    """Raise ``ValueError`` unless ``path`` holds a state_dict of exactly the timm model ``name``.
+    """Raise a ``ConfigError`` unless ``path`` holds a state_dict of exactly the timm model ``name``.
 
     timm loads feature backbones non-strictly (it drops the classifier), so a file of another architecture
     would load partly and silently. The file is compared key by key and shape by shape with a fresh
@@ -36,7 +38,7 @@ def _check_weights_file(name: str, path: Path) -> None:
     try:
         state = timm.models.load_state_dict(str(path))
     except Exception as error:  # torch.load / safetensors raise many types for a broken file
-        raise ValueError(
+        raise ConfigError(
             f"pretrained weights file {str(path)!r} could not be read as a state_dict ({error!r}): save it with "
             f"torch.save(model.state_dict(), path) or as .safetensors"
         ) from error
@@ -64,17 +66,17 @@ def _check_weights_file(name: str, path: Path) -> None:
         if items
     ]
     if problems:
-        raise ValueError(
+        raise ConfigError(
             f"pretrained weights file {str(path)!r} does not match backbone {name!r}: {'; '.join(problems)}. "
             f"The file must hold the state_dict of exactly timm.create_model({name!r}): check model.backbone "
             "and model.pretrained in the config"
         )
 
 
-def _out_indices_error(name: str, out_indices: Sequence[int]) -> ValueError:
+def _out_indices_error(name: str, out_indices: Sequence[int]) -> ConfigError:
     """The error for ``out_indices`` beyond the model's feature levels (timm raises a bare IndexError)."""
     strides = timm.create_model(name, pretrained=False, features_only=True).feature_info.reduction()
-    return ValueError(
+    return ConfigError(
         f"out_indices={list(out_indices)} for backbone {name!r}: its feature levels are 0..{len(strides) - 1} "
         f"with strides {strides}; choose the indices of strides 8/16/32 for P3-P5"
     )
@@ -89,7 +91,7 @@ def _create_features_model(name: str, out_indices: Sequence[int], pretrained: st
     (``"timm"``: the only case that may download; timm's own cache and ``HF_HUB_OFFLINE`` apply) or from a
     local file (any other value)."""
     if not timm.is_model(name.split(".")[0]):
-        raise ValueError(
+        raise ConfigError(
             f"unknown timm backbone {name!r}: use a name from timm.list_models(), e.g. 'resnet18', 'resnet50', "
             "'efficientnet_b0'"
         )
@@ -100,7 +102,7 @@ def _create_features_model(name: str, out_indices: Sequence[int], pretrained: st
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as error:  # network, hub and cache errors come in many types
-            raise RuntimeError(
+            raise ConfigError(
                 f"model.pretrained: {FROM_TIMM_HUB} could not get the weights of {name!r} through timm's hub "
                 f"({type(error).__name__}: {error}): on a machine without internet access, save them elsewhere "
                 f"(torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), path)) and set "
@@ -138,7 +140,7 @@ def _module_stages(model: nn.Module, boundary_names: Sequence[str]) -> list[tupl
             i for i, name in enumerate(names) for c in candidates if name == c or name.startswith(c + ".")
         ]
         if not inside:
-            raise ValueError(
+            raise ConfigError(
                 f"feature_info names module {boundary!r} but the timm model has no such module; freezing "
                 f"by stage is not supported for this backbone: use freeze='none' or 'all'"
             )
@@ -207,7 +209,7 @@ class Backbone(nn.Module):
             return total
         if isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0:
             return max(total - freeze, 1)
-        raise ValueError(
+        raise ConfigError(
             f"freeze={freeze!r} for backbone {self.name!r}: expected 'none', 'all' or an int N >= 0 "
             f"(the last N of its {self.num_stages} stages stay trainable)"
         )

@@ -129,6 +129,15 @@ def test_bad_paths(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[
     assert "no images found" in _one_line_error(capsys)
 
 
+def test_bad_backbone_settings_are_one_line(arena_root: Path, tmp_path: Path, capsys) -> None:
+    common = ["train", "--data", str(arena_root), *TINY, f"train.out_dir={tmp_path}"]
+    assert main([*common, "model.backbone=resnet_nope"]) == 2
+    assert "unknown timm backbone 'resnet_nope'" in _one_line_error(capsys)
+    torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")
+    assert main([*common, f"model.pretrained={tmp_path / 'other.pth'}"]) == 2
+    assert "does not match backbone 'resnet18'" in _one_line_error(capsys)
+
+
 def test_entry_point_exit_status_without_traceback() -> None:
     result = subprocess.run([sys.executable, "-m", "detector", "train", "nosuch.key=1"], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
