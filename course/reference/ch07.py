@@ -59,9 +59,15 @@ def detection_loss(
     pred_boxes: Tensor,
     obj_logits: Tensor,
     assigned: AssignResult,
-    weights: dict[str, float],
+    weights: dict[str, float] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Exercise 7.6: the package's ``DetectionLoss`` terms (QFL / DIoU / BCE) on a given assignment."""
+    """Exercise 7.6: the package's ``DetectionLoss`` terms (QFL / DIoU / BCE) on a given assignment.
+
+    ``weights``: ``{"cls", "box", "obj"}``; the package's default weights when not given.
+    """
+    if weights is None:
+        defaults = LossConfig()
+        weights = {"cls": defaults.cls_weight, "box": defaults.box_weight, "obj": defaults.obj_weight}
     config = LossConfig(cls="qfl", box="diou", obj="bce", cls_weight=weights["cls"], box_weight=weights["box"],
                         obj_weight=weights["obj"])  # fmt: skip
     loss = DetectionLoss(cls_logits.shape[-1], config)
