@@ -411,10 +411,10 @@ else:
 # %% [markdown]
 # ## What the package does differently
 #
-# - `detector.data.CocoDetection` validates the whole JSON when it is built and names the file and the
-#   record of anything wrong (a missing image, an annotation pointing to an unknown category, a box with
-#   zero area); boxes reaching outside the image are clipped, degenerate ones dropped — and everything it
-#   changed is in `dataset.report`, announced once as a warning. Nothing is skipped silently.
+# - `detector.data.CocoDetection` validates the whole export when it is built and names the file and the
+#   record of anything it cannot use (a missing image file, an annotation pointing to an unknown image or
+#   category); boxes reaching outside the image are clipped, degenerate ones (zero width or height) dropped —
+#   and everything it changed is in `dataset.report`, announced once as a warning. Nothing is skipped silently.
 # - Its letterbox is built on `torchvision.transforms.v2` with `tv_tensors.BoundingBoxes`, so resizing,
 #   padding and flipping move the boxes with the same code that moves the pixels.
 # - `detector.data.HFParquetDetection` reads the Hugging Face copy of the halo data set (parquet), and
