@@ -213,7 +213,7 @@ def run_eval(args: argparse.Namespace) -> int:
     loader = make_loader(dataset, config.data, device, DistInfo(), train=False)
     metrics = evaluate(model, loader, device, config.eval, len(class_names))
     print(format_results(metrics, class_names, title=f"{args.weights} on {config.data.root}/{split} "
-                         f"({metrics['num_images']} images)"))  # fmt: skip
+                         f"({metrics['num_images']} images), fp32"))  # fmt: skip
     if args.out:
         write_json(metrics, args.out)
     return 0

@@ -88,7 +88,7 @@ def test_train_eval_predict(weights: Path, arena_root: Path, tmp_path: Path, cap
         main(["eval", "--weights", str(weights), "--split", "test", "--out", str(tmp_path / "m.json")]) == 0
     )
     out = capsys.readouterr().out
-    assert "mAP50" in out and "enemy-head" in out
+    assert "mAP50" in out and "enemy-head" in out and "images), fp32" in out  # as validation in training
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["num_images"] == 2 and "map_75" in metrics
 
