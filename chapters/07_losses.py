@@ -60,10 +60,10 @@ print(f"demo config: loss.cls={demo.loss.cls!r}, loss.box={demo.loss.box!r}, los
 #
 # $$\mathrm{BCE}(p, y) = -y \log p - (1 - y) \log(1 - p) = -\log p_t, \qquad p_t = p\,y + (1 - p)(1 - y),$$
 #
-# $p_t$ being the probability the model gives to the right answer. The demo's image has the number of points
-# printed above, times 4 classes, and at most a few hundred of those outputs are positive. Each easy negative
-# ($p = 0.01$, $p_t = 0.99$) costs only $-\log 0.99 \approx 0.01$, but there are tens of thousands of them, and
-# together they outweigh the positives. The **focal loss** (Lin et al. 2017) multiplies by a modulating factor
+# $p_t$ being the probability the model gives to the right answer. One demo image has one output per point and
+# class (the cell below prints how many), and at most a few hundred of them are positive. Each easy negative
+# ($p = 0.01$, $p_t = 0.99$) costs only $-\log 0.99 \approx 0.01$, but nearly all outputs are easy negatives,
+# and together they outweigh the positives. The **focal loss** (Lin et al. 2017) multiplies by a modulating factor
 # that vanishes for easy examples, and by a class-balance weight:
 #
 # $$\mathrm{FL} = \alpha_t\,(1 - p_t)^{\gamma}\,\mathrm{BCE}(p, y), \qquad \alpha_t = \alpha\,y + (1-\alpha)(1-y).$$
@@ -84,6 +84,7 @@ ax_loss.set(xlabel="probability of the ground-truth class $p_t$", ylabel="loss",
 ax_loss.legend()
 # One demo image's worth of outputs: 300 hard negatives (p = 0.3), 80 positives at p = 0.3, the rest easy (p = 0.01).
 outputs_per_image = demo_points * NUM_CLASSES
+print(f"one demo image: {demo_points} points × {NUM_CLASSES} classes = {outputs_per_image} outputs")
 groups = {"easy negatives": (outputs_per_image - 380, 0.01, 0.0), "hard negatives": (300, 0.3, 0.0),
           "positives": (80, 0.3, 1.0)}  # fmt: skip
 for offset, gamma in enumerate((0.0, 2.0)):

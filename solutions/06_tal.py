@@ -744,9 +744,10 @@ for batch, size, num_gts in ((8, 320, 20), (scaled(4, 16), 640, 30)):
 #
 # Label assignment decides which points learn which box. FCOS fixes it by geometry (inside, scale range,
 # centre). TAL keeps the geometric candidates, ranks them by $t = s^\alpha \mathrm{IoU}^\beta$ computed
-# without gradient, takes the top-k per GT, gives a point claimed twice to the GT it overlaps most, and trains
-# the classifier towards normalised soft targets on the IoU scale. With $\beta = 6$ the box quality dominates;
-# swapping the exponents quietly turns TAL into "the most confident points win".
+# without gradient, takes the top-k per GT, gives a point claimed twice to the claiming GT it overlaps most,
+# and trains the classifier towards normalised soft targets on the IoU scale. With $\beta = 6$ the box quality
+# dominates; swapping the exponents quietly turns TAL into "the most confident points win". Libraries differ in
+# the details (top-k order, conflict rule, constants, a warm-up assigner): know which convention you port.
 #
 # ## Open questions
 #
