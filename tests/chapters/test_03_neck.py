@@ -108,6 +108,8 @@ def test_upsample_add_odd_sizes(impl):
     )
     try:
         got = impl.upsample_add(coarse, lateral)
+    except NotImplementedError:
+        raise  # a stub stays a stub
     except RuntimeError as error:
         raise CheckFailure(
             f"a 4 × 4 map merged into a 7 × 7 one raised RuntimeError ({str(error).splitlines()[0][:80]}): "
@@ -204,6 +206,8 @@ def test_neck_shapes_for_several_input_sizes(impl):
         with torch.no_grad():
             try:
                 outputs = neck(_features(side))
+            except NotImplementedError:
+                raise  # a stub stays a stub
             except RuntimeError as error:
                 raise CheckFailure(
                     f"{side}-pixel input: Neck raised RuntimeError ({str(error).splitlines()[0][:80]}): the top-down "
