@@ -42,7 +42,9 @@ def test_the_stride_16_level_sees_the_largest_arena_objects_whole():
 
 def test_the_mixed_convention_experiment_is_what_the_prose_says():
     assert "square heads of side 6 to 12 pixels" in TEXT and "head_sides = torch.arange(6, 13)" in TEXT
-    assert "stride, trials = 8, 20000" in TEXT and "Chapter 1) at random sub-pixel positions, stride 8" in TEXT
+    assert (
+        "stride, trials = 8, 20000" in TEXT and "Chapter 1) at random sub-pixel positions, stride 8" in TEXT
+    )
 
 
 def test_dfl_bins_and_no_stale_claims():
