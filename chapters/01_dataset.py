@@ -125,11 +125,11 @@ print(class_names, id_to_label)
 # Stretching a 16:9 frame to a square would distort every person; instead we **letterbox**: scale the image so
 # that its longer side becomes `S`, keeping the aspect ratio, and pad the rest with grey, centred.
 #
-# With `scale = S / max(H, W)` the resized image is `new_h = round(H·scale)` by `new_w = round(W·scale)`
-# pixels, placed at `left = (S - new_w) // 2`, `top = (S - new_h) // 2`. Because of the rounding, the
-# exact factor along x is `new_w / W` (and `new_h / H` along y) — within half a pixel of `scale`, but use the
-# exact one, or boxes drift by up to half a pixel. A box then maps as
-# `x' = x · new_w / W + left`, `y' = y · new_h / H + top`.
+# The contract, in words. `scale` makes the longer side exactly `S`; the resized height and width are rounded to
+# whole pixels (Python's `round`). Because of that rounding, the factor that really applies along each axis is the
+# resized size over the original size — within half a pixel of `scale`, but use the exact factors, or boxes
+# drift. The resized image sits centred on the grey square; when the leftover is odd, the extra pixel of padding
+# goes to the right (or the bottom). Boxes follow the pixels: scaled by the exact factors, shifted by the padding.
 #
 # **Predict, then run.** A `100 × 200` image (height × width) is letterboxed to `S = 64`. Work out `scale`, the
 # resized size, the padding `(left, top)`, and where the box `(50, 25, 100, 75)` lands. The cell under the
