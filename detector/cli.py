@@ -162,10 +162,12 @@ def _sugar(args: argparse.Namespace) -> list[str]:
 
 
 def config_from_checkpoint(path: str | Path, overrides: list[str]) -> Config:
-    """The config stored in a checkpoint, with ``KEY=VALUE`` overrides applied and validated."""
-    from detector.checkpoint import load_checkpoint
+    """The config stored in a checkpoint (of this format), with ``KEY=VALUE`` overrides applied and validated."""
+    from detector.checkpoint import check_format, load_checkpoint
 
-    return config_from_dict(load_checkpoint(path)["config"], overrides, f"{path} (config)")
+    state = load_checkpoint(path)
+    check_format(state, path)  # before its config: an old file's keys may be unknown today
+    return config_from_dict(state["config"], overrides, f"{path} (config)")
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -138,6 +138,16 @@ def test_bad_backbone_settings_are_one_line(arena_root: Path, tmp_path: Path, ca
     assert "does not match backbone 'resnet18'" in _one_line_error(capsys)
 
 
+def test_checkpoint_of_another_format_is_one_line(weights: Path, tmp_path: Path, capsys) -> None:
+    state = torch.load(weights, weights_only=True)
+    old = tmp_path / "old.pt"
+    torch.save({**state, "format": 1, "config": {**state["config"], "loss": {"recipe": "seed"}}}, old)
+    assert main(["eval", "--weights", str(old)]) == 2
+    assert "has format 1, this version of detector reads format" in _one_line_error(capsys)
+    assert main(["train", "--resume", str(old)]) == 2
+    assert "has format 1" in _one_line_error(capsys)
+
+
 def test_entry_point_exit_status_without_traceback() -> None:
     result = subprocess.run([sys.executable, "-m", "detector", "train", "nosuch.key=1"], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
