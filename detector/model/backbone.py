@@ -31,9 +31,10 @@ MAX_LISTED_KEYS = 5  # keys quoted in a mismatch error
 def _check_weights_file(name: str, path: Path) -> None:
     """Raise a ``ConfigError`` unless ``path`` holds a state_dict of exactly the timm model ``name``.
 
-    timm loads feature backbones non-strictly (it drops the classifier), so a file of another architecture
-    would load partly and silently. The file is compared key by key and shape by shape with a fresh
-    ``timm.create_model(name)``, classifier keys excepted; ``num_batches_tracked`` may be absent.
+    timm would stop on a file of another architecture with a bare size-mismatch ``RuntimeError`` listing
+    tensors; here the file is compared key by key and shape by shape with a fresh ``timm.create_model(name)``
+    first (classifier keys excepted, ``num_batches_tracked`` may be absent), so that the error names the
+    missing, unexpected and mis-shaped keys and says which setting to fix.
     """
     try:
         state = timm.models.load_state_dict(str(path))
