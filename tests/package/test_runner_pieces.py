@@ -19,6 +19,7 @@ from detector.config import load_config
 from detector.device import cap_workers, configure_determinism
 from detector.distributed import DistInfo
 from detector.errors import CheckpointError
+from detector.interrupt import StopRequest
 from detector.loaders import make_loader
 from detector.monitor import NonFiniteLossError, StepMonitor
 from detector.runlog import RunLogger, data_summary, format_results, read_step_log
@@ -240,6 +241,15 @@ def test_ranks_draw_different_augmentations_from_one_shared_shuffle() -> None:
 def test_loader_workers_ignore_ctrl_c() -> None:
     items = _epoch_items(0, workers=1)
     assert all(t["sigint"] == signal.SIG_IGN for t in items)
+
+
+def test_first_ctrl_c_asks_to_stop_once_a_second_aborts(capsys: pytest.CaptureFixture[str]) -> None:
+    stop = StopRequest()
+    with stop.installed():
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested and capsys.readouterr().out.count("stopping…") == 1
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
 
 
 def test_workers_are_capped_to_the_cores_with_one_warning() -> None:
