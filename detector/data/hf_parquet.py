@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import Tensor
@@ -78,7 +79,12 @@ class HFParquetDetection(Dataset):
         self.path = Path(parquet_path)
         if not self.path.is_file():
             raise MissingPathError(f"{self.path} not found: give a .parquet file of the Hugging Face layout")
-        self.table = pq.read_table(self.path)
+        try:
+            self.table = pq.read_table(self.path)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(
+                f"{self.path}: not a readable parquet file ({error}); download the split again"
+            ) from None
         missing = [c for c in COLUMNS if c not in self.table.column_names]
         if missing:
             raise DataError(

@@ -212,6 +212,12 @@ def test_empty_split_is_an_error(tmp_path):
         HFParquetDetection(write_parquet(tmp_path / "empty.parquet", rows=[]))
 
 
+def test_a_file_that_is_not_parquet_is_a_data_error(tmp_path):
+    (tmp_path / "junk.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(DataError, match=r"junk.parquet: not a readable parquet file"):
+        HFParquetDetection(tmp_path / "junk.parquet")
+
+
 def test_objects_without_their_fields_are_a_data_error(tmp_path):
     objects = pa.struct([("id", pa.list_(pa.int64())), ("bbox", pa.list_(pa.list_(pa.float32(), 4)))])
     schema = pa.schema([*(f for f in SCHEMA if f.name != "objects"), ("objects", objects)])
