@@ -30,6 +30,17 @@ def test_fixed_pages_exist(built_site, page):
     assert (built_site / page).exists()
 
 
+def test_api_reference_has_the_python_api_and_export():
+    """The user-facing modules have reference pages in the nav (their rendering: the strict build above)."""
+    nav = (REPO_ROOT / "mkdocs.yml").read_text()
+    pages = {page: (REPO_ROOT / "site" / "api" / f"{page}.md").read_text() for page in ("inference", "data")}
+    assert "api/inference.md" in nav and "api/data.md" in nav
+    for module in ("detector.api", "detector.inference", "detector.export", "detector.errors"):
+        assert f"::: {module}\n" in pages["inference"], f"{module} is not on the API reference"
+    for module in ("detector.data.images", "detector.data.augment"):
+        assert f"::: {module}\n" in pages["data"], f"{module} is not on the API reference"
+
+
 def test_course_map_lists_every_exercise():
     """The course map page names each exercise (id and definition) of every solution notebook."""
     from course.exercises import find_regions
