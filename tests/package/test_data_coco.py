@@ -108,7 +108,8 @@ def test_size_differs_from_annotation(tmp_path):
     folder = write_export(tmp_path, [image(0)], [])
     Image.new("RGB", (20, 20)).save(folder / "img0_jpg.rf.abc0.png")
     with pytest.raises(
-        DataError, match=r"1 images differ in size.*abc0\.png \(image id 0\): file \(20, 20\), record \(40, 30\)"
+        DataError,
+        match=r"1 images differ in size.*abc0\.png \(image id 0\): file \(20, 20\), record \(40, 30\)",
     ):
         CocoDetection(folder)
 
