@@ -63,7 +63,7 @@ print(json.dumps(coco["annotations"][0], indent=1))
 # ## 2. From `[x, y, w, h]` to `[x1, y1, x2, y2]`
 #
 # COCO stores a box as its top-left corner and its size. Everything downstream (IoU, the assigner, NMS)
-# wants corners: `x2 = x + w`, `y2 = y + h`.
+# wants the two corners: top-left `(x1, y1)` and bottom-right `(x2, y2)`.
 #
 # **Exercise 1.1** — write `xywh_to_xyxy`. It must work for any leading shape `[..., 4]`, including an
 # empty `[0, 4]` tensor (an image without objects).
@@ -175,7 +175,7 @@ def unletterbox_boxes(boxes: Tensor, scale: float, pad: tuple[float, float], ori
         ``[K, 4]`` xyxy pixels in the original image, inside ``[0, W] × [0, H]``.
     """
     # YOUR CODE HERE
-    raise NotImplementedError('Exercise 1.4 · unletterbox_boxes: undo the shift, then the per-axis scaling, then clip')
+    raise NotImplementedError('Exercise 1.4 · unletterbox_boxes: the exact inverse of the letterbox, kept inside the image')
 
 
 # %%
@@ -186,8 +186,8 @@ _, example_boxes, example_scale, example_pad = letterbox(
 )
 print(f"scale {example_scale}, pad (left, top) {example_pad}, box {example_boxes[0].tolist()}")
 
-# %% [markdown]
-# `scale = 64 / 200 = 0.32`; the image becomes `32 × 64`, so `left = 0` and `top = (64 - 32) // 2 = 16`; the box
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **The worked example.** `scale = 64 / 200 = 0.32`; the image becomes `32 × 64`, so `left = 0` and `top = (64 - 32) // 2 = 16`; the box
 # scales to `(16, 8, 32, 24)` and moves down by 16: `(16, 24, 32, 40)`. When `S - new` is odd, the floor division
 # puts the extra pixel of padding at the bottom (or right) — the package and the tests use that rounding.
 

@@ -49,12 +49,8 @@ image, target = CocoDetection(arena / "train", transforms=eval_transforms(320))[
 # thousands of easy negatives swamps the few positives in the first steps (training can even diverge).
 #
 # RetinaNet's fix (Lin et al. 2017): initialise the bias `b` of the classification conv so that every initial
-# probability is a small prior `π` (0.01). The weights start tiny (std 0.01), so the logit is ≈ `b`, and
-#
-# $$\sigma(b) = \frac{1}{1 + e^{-b}} = \pi \iff e^{-b} = \frac{1 - \pi}{\pi} \iff
-# b = -\log\frac{1 - \pi}{\pi}.$$
-#
-# For `π = 0.01`, `b = -log 99 ≈ -4.595`.
+# probability is a small prior `π` (0.01). The weights start tiny (std 0.01), so the logit is ≈ `b`, and `b` must
+# satisfy `σ(b) = π` with the sigmoid `σ(b) = 1 / (1 + e^{-b})`.
 
 # %%
 demo = load_config("arena_cpu").model
@@ -63,6 +59,9 @@ for strides in ([8, 16, 32], demo_strides):
     print(f"strides {strides} on 320 px: {sum((320 // s) ** 2 for s in strides)} points")
 
 # %% [markdown]
+# **Predict, then run.** For `π = 0.01`, is `b` positive or negative, and is it nearer to −1, −5 or −10? (A logit
+# of 0 is a probability of one half; every step of `e` in the odds `π / (1 - π)` moves the logit by 1.) The cell
+# under the exercise prints it.
 #
 # **Exercise 4.1** — write `prior_bias(prior_prob)`.
 
@@ -75,7 +74,7 @@ def prior_bias(prior_prob: float) -> float:
         prior_prob: ``π`` in ``(0, 1)``.
 
     Returns:
-        ``b = -log((1 - π) / π)``, a Python float.
+        the logit ``b`` whose sigmoid is ``π``, a Python float.
     """
     ### BEGIN SOLUTION Exercise 4.1 · prior_bias: invert the sigmoid at the prior probability
     return -math.log((1.0 - prior_prob) / prior_prob)
@@ -87,6 +86,15 @@ prior_bias = check("4.1", prior_bias, fallback=reference.prior_bias)
 print(
     f"prior_bias(0.01) = {prior_bias(0.01):.4f}, sigmoid of it = {torch.sigmoid(torch.tensor(prior_bias(0.01))):.4f}"
 )
+
+# %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
+# **The derivation.** Solve the sigmoid for `b`:
+#
+# $$\sigma(b) = \frac{1}{1 + e^{-b}} = \pi \iff e^{-b} = \frac{1 - \pi}{\pi} \iff
+# b = -\log\frac{1 - \pi}{\pi},$$
+#
+# the log-odds of `π`. For `π = 0.01`, `b = -log 99 ≈ -4.595`: negative, near −5 (odds of 1 : 99 are about
+# `e^{-4.6}`).
 
 # %% [markdown]
 # ## 2. Flattening the levels
@@ -118,7 +126,7 @@ def flatten_levels(maps: list[Tensor]) -> Tensor:
         ``[B, N, K]`` with ``N = Σ H_l · W_l``: levels in order, row-major within a level
         (``out[b, offset_l + i · W_l + j] = maps[l][b, :, i, j]``).
     """
-    ### BEGIN SOLUTION Exercise 4.2 · flatten_levels: channels last before merging positions, levels in order
+    ### BEGIN SOLUTION Exercise 4.2 · flatten_levels: one row per point, in the order of the grid points
     rows = [m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, m.shape[1]) for m in maps]  # [B, H_l·W_l, K] each
     return torch.cat(rows, dim=1)
     ### END SOLUTION
@@ -207,11 +215,11 @@ SharedTower = check("4.3", SharedTower, fallback=_SharedTower)
 # %% [markdown]
 # ## 4. The decoupled head
 #
-# YOLOv3 predicted classes and boxes with one conv on one feature map. The two tasks pull the features in
-# different directions — classification wants features that are invariant to small shifts, regression wants
-# features that change with them (Song et al. 2020; Wu et al. 2020) — and YOLOX (Ge et al. 2021) brought the
-# **decoupled** head to the YOLO family: a classification tower and a regression tower. The objectness / IoU branch asks "how good is my box?", a localisation question, so it sits
-# on the **regression** tower.
+# YOLOv3 predicted classes, box and objectness with a single 1×1 conv per level, all from the same features. The
+# two tasks pull the features in different directions — classification wants features that are invariant to
+# small shifts, regression wants features that change with them (Song et al. 2020; Wu et al. 2020) — and YOLOX (Ge et al. 2021) brought the
+# **decoupled** head to the YOLO family: a classification tower and a regression tower. The objectness / IoU
+# branch asks "how good is my box?", a localisation question, so it sits on the **regression** tower.
 #
 # Per level `l` with stride `s_l`:
 #
@@ -386,7 +394,7 @@ for name in outputs:
 #
 # The head predicts, per point, `C` class logits, 4 box distances and an objectness logit. Classification and
 # regression get separate towers (decoupled), objectness sits on the regression tower; conv weights are shared by
-# the levels, BatchNorm is per level. The biases start at `-log((1 - π) / π)` so every initial score is `π`, which
+# the levels, BatchNorm is per level. The biases start at the log-odds of `π` so every initial score is `π`, which
 # keeps thousands of easy negatives from swamping the first steps. Per-level maps are flattened level by level,
 # row-major — the order of the grid points.
 #
