@@ -372,7 +372,10 @@ def pycocotools_map(predictions: list[dict], targets: list[dict]) -> np.ndarray:
         coco_gt = COCO()
         coco_gt.dataset = {"images": images, "annotations": gts, "categories": categories}
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(dts)
+        coco_dt = coco_gt.loadRes(dts) if dts else COCO()  # loadRes cannot read an empty result list
+        if not dts:
+            coco_dt.dataset = {"images": images, "annotations": [], "categories": categories}
+            coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.evaluate()
         evaluator.accumulate()

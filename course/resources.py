@@ -180,6 +180,16 @@ def _load_run(path: Path, source: str) -> CourseRun:
                      float(state.get("seconds", 0.0)), source, dict(schedule))  # fmt: skip
 
 
+def _warn_if_cut_short(run: CourseRun) -> CourseRun:
+    """Say so when ``train.max_minutes`` stopped the run before half its plan (a slow or busy machine)."""
+    planned = int(run.schedule.get("total_steps", 0))
+    if len(run.step_log) < planned / 2:
+        print(f"note: the course run did {len(run.step_log)} of {planned} planned steps before its "
+              f"train.max_minutes budget ran out (a slow or busy machine), so the model is weaker than intended; "
+              f"delete {COURSE_DETECTOR_FILE} to train it again on a quieter machine")  # fmt: skip
+    return run
+
+
 def course_run(retrain: bool = False) -> CourseRun:
     """The course's short training run (Chapter 8), loaded from ``data/course_detector.pt`` or trained now.
 
@@ -192,14 +202,14 @@ def course_run(retrain: bool = False) -> CourseRun:
             from detector.checkpoint import load_checkpoint
 
             if load_checkpoint(path).get("recipe") == _recipe():
-                return _load_run(path, f"cached course run ({path.name})")
+                return _warn_if_cut_short(_load_run(path, f"cached course run ({path.name})"))
             print(f"{path} was made by another recipe: retraining")
         except (ValueError, KeyError, RuntimeError, TypeError) as error:
             print(f"{path} is unusable ({type(error).__name__}: {str(error)[:200]}): retraining")
     budget = course_training_config(out_dir=".").train.max_minutes
     print(f"training the course detector with detector.engine.Runner (train.max_minutes = {budget}) ...")
     _train_course_detector(path)
-    return _load_run(path, "course run, trained now")
+    return _warn_if_cut_short(_load_run(path, "course run, trained now"))
 
 
 def _best_make_train_run() -> Path | None:

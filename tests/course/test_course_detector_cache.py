@@ -18,6 +18,17 @@ def _config(**changes: dict):
     return config_from_dict(values, source="test")
 
 
+def _run(source: str, steps: int, planned: int) -> resources.CourseRun:
+    return resources.CourseRun(None, [], None, [], [{}] * steps, 0.0, source, {"total_steps": planned})
+
+
+def test_a_run_cut_short_by_its_budget_says_so(capsys):
+    resources._warn_if_cut_short(_run("cached", steps=10, planned=90))
+    assert "did 10 of 90 planned steps" in capsys.readouterr().out
+    resources._warn_if_cut_short(_run("cached", steps=90, planned=90))
+    assert capsys.readouterr().out == ""
+
+
 def test_the_key_ignores_where_files_go():
     here = recipe_key(course_training_config(out_dir="runs/a", data_root="data/here"))
     there = recipe_key(course_training_config(out_dir="/tmp/b", data_root="/elsewhere/arena"))
@@ -64,10 +75,10 @@ def test_a_cache_file_of_another_config_is_retrained(monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "arena_dir", lambda: tmp_path / "arena")
     trained = []
     monkeypatch.setattr(resources, "_train_course_detector", lambda target: trained.append(target))
-    monkeypatch.setattr(resources, "_load_run", lambda target, source: source)
+    monkeypatch.setattr(resources, "_load_run", lambda target, source: _run(source, steps=10, planned=10))
     stale = {"format": resources.COURSE_DETECTOR_FORMAT, "key": recipe_key(_config(model={"neck_width": 64}))}
     torch.save({"recipe": stale}, path)
-    assert resources.course_run() == "course run, trained now" and trained == [path]
+    assert resources.course_run().source == "course run, trained now" and trained == [path]
     current = {"format": resources.COURSE_DETECTOR_FORMAT, "key": recipe_key(_config())}
     torch.save({"recipe": current}, path)
-    assert resources.course_run().startswith("cached course run") and trained == [path]
+    assert resources.course_run().source.startswith("cached course run") and trained == [path]
