@@ -84,7 +84,7 @@ def upsample_add(coarse: Tensor, lateral: Tensor) -> Tensor:
         lateral: ``[B, C, H, W]``, this level's lateral map.
 
     Returns:
-        ``[B, C, H, W]``: ``lateral + nearest_resize(coarse, (H, W))``.
+        ``[B, C, H, W]``: the lateral map plus, in every cell, the value of the coarse cell that covers it.
     """
     # YOUR CODE HERE
     raise NotImplementedError('Exercise 3.1 · upsample_add: each coarse cell covers the finer cells under it, then add')
@@ -472,7 +472,8 @@ for name in ("arena_cpu", "halo_r50", "roboflow"):
 #
 # 1. Adding requires equal widths; concatenating does not. What would concatenation (as in YOLOv8's neck) cost
 #    in parameters for the 3×3 output convs, and what might it buy?
-# 2. Would a stride-4 level (P2) help the arena's 5-pixel heads? What would it cost in points and memory?
+# 2. Would a stride-4 level (P2) help the arena's heads under 8 pixels (Chapter 1 printed their share)? What would
+#    it cost in points and memory?
 # 3. BiFPN (EfficientDet) repeats top-down + bottom-up several times with learned weights per input. When is a
 #    second round worth its compute?
 

@@ -137,9 +137,10 @@ plt.show()
 # %% [markdown]
 # ## 2. ltrb ↔ xyxy
 #
-# A point `(x, y)` and distances `(l, t, r, b)` give the box `(x - l, y - t, x + r, y + b)`; the inverse gives
-# the training target of a point for a ground-truth box: `(x - x1, y - y1, x2 - x, y2 - y)`. A point lies
-# **inside** a box exactly when all four distances are positive — which is how the assigner (Chapter 6) finds
+# A point `(x, y)` and its distances `(l, t, r, b)` to the left, top, right and bottom sides define a box; the
+# inverse measures those distances from a point to a ground-truth box — the point's training target. Each
+# distance is *signed*: positive when the side lies on the expected side of the point (the left side to its
+# left, …). A point lies **inside** a box exactly when all four distances are positive — which is how the assigner (Chapter 6) finds
 # candidate points; so the inverse must *not* clamp negative distances.
 #
 # Both functions broadcast: `points [N, 2]` against `ltrb [B, N, 4]` (a batch of predictions), or against
@@ -158,7 +159,8 @@ def ltrb_to_xyxy(points: Tensor, ltrb: Tensor) -> Tensor:
         ltrb: ``[..., N, 4]`` distances ``(l, t, r, b)``.
 
     Returns:
-        ``[..., N, 4]`` xyxy boxes ``(x - l, y - t, x + r, y + b)``.
+        ``[..., N, 4]`` xyxy boxes whose sides lie ``l, t, r, b`` pixels left of, above, right of and below
+        each point.
     """
     ### BEGIN SOLUTION Exercise 5.2 · ltrb_to_xyxy: step out from the point to each side of the box
     return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
@@ -173,7 +175,8 @@ def xyxy_to_ltrb(points: Tensor, boxes: Tensor) -> Tensor:
         boxes: ``[..., N, 4]`` xyxy.
 
     Returns:
-        ``[..., N, 4]`` ``(x - x1, y - y1, x2 - x, y2 - y)``; negative where the point lies outside the box.
+        ``[..., N, 4]`` signed distances ``(l, t, r, b)`` from each point to the box's left, top, right and bottom
+        sides; a distance is negative where the point lies beyond that side (outside the box).
     """
     ### BEGIN SOLUTION Exercise 5.3 · xyxy_to_ltrb: how far each side of the box lies from the point, signed
     return torch.cat((points - boxes[..., :2], boxes[..., 2:] - points), dim=-1)
@@ -267,7 +270,7 @@ def decode_boxes(box_maps: list[Tensor], strides: list[int]) -> tuple[Tensor, Te
     Returns:
         ``(boxes [B, N, 4] xyxy pixels, points [N, 2])``, rows in ``make_points`` order.
     """
-    ### BEGIN SOLUTION Exercise 5.4 · decode_boxes: points for the maps, distances back to pixels, then corners
+    ### BEGIN SOLUTION Exercise 5.4 · decode_boxes: stride units back to pixel boxes, in the order of the points
     sizes = [(m.shape[-2], m.shape[-1]) for m in box_maps]
     points, point_strides = make_points(sizes, strides, device=box_maps[0].device, dtype=box_maps[0].dtype)
     ltrb = torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, 4) for m in box_maps], dim=1)  # [B, N, 4]
