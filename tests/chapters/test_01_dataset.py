@@ -86,6 +86,29 @@ def test_contiguous_labels_keeps_everything_without_placeholder(impl):
 
 
 @exercise("1.2")
+def test_contiguous_labels_finds_the_placeholder_by_its_role_not_its_id(impl):
+    """Tools other than Roboflow number real classes from 0; a placeholder may sit at another lowest id."""
+    from_zero = [
+        {"id": 0, "name": "car", "supercategory": "vehicle"},
+        {"id": 1, "name": "truck", "supercategory": "vehicle"},
+        {"id": 2, "name": "person", "supercategory": "human"},
+    ]
+    names, _ = impl.contiguous_labels(from_zero)
+    expect(
+        names == ["car", "truck", "person"],
+        "category 0 'car' is a real class here (it is not the supercategory of the others): keep it; a "
+        f"placeholder is recognised by being every other category's supercategory, not by its id; got {names}",
+    )
+    shifted = [{**category, "id": category["id"] + 1} for category in ROBOFLOW_CATEGORIES]
+    names, id_to_label = impl.contiguous_labels(shifted)
+    expect(
+        names == ["bishop", "king", "rook"] and id_to_label == {2: 0, 3: 1, 6: 2},
+        "the placeholder 'pieces' has id 1 here (the lowest id, supercategory of all the others): drop it and "
+        f"number the rest from 0; got {names}, {id_to_label}",
+    )
+
+
+@exercise("1.2")
 def test_contiguous_labels_agree_with_the_package(impl):
     """On the synthetic categories and, when present, on the real chess export (13 classes)."""
     cases = [("synthetic", ROBOFLOW_CATEGORIES)]

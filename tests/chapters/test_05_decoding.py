@@ -192,9 +192,22 @@ def test_decode_boxes_against_package_functions(impl):
         expect(
             False, "the distances are in units of the stride: multiply by each point's stride before decoding"
         )
+    for stride in STRIDES:
+        if torch.allclose(got_boxes, ltrb_to_xyxy(points, flat * stride)):
+            expect(
+                False,
+                f"every level's distances were multiplied by stride {stride}: each point's distances are in units "
+                f"of its own level's stride ({STRIDES}), so use the per-point strides that make_points returns",
+            )
+    coarse_first = torch.cat([m.permute(0, 2, 3, 1).reshape(2, -1, 4) for m in box_maps[::-1]], dim=1)
+    if torch.allclose(got_boxes, ltrb_to_xyxy(points, coarse_first * point_strides[:, None])):
+        expect(
+            False,
+            "the levels were concatenated coarse first: rows must follow the points, whose finest level comes first",
+        )
     expect_close(
         got_boxes,
         expected,
         "decoded boxes (pixels)",
-        hint="flatten with permute(0, 2, 3, 1) (make_points order), × per-point stride, then ltrb_to_xyxy",
+        hint="rows in make_points order (level by level, row by row), each point's distances × its own stride",
     )

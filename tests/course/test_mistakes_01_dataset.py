@@ -27,6 +27,9 @@ MISTAKES = [
     ("1.2", "first category always dropped", r"no category is the supercategory of the others",
      {"contiguous_labels": edit('if others and all(c.get("supercategory") == first["name"] for c in others):',
                                 "if others:")}),
+    ("1.2", "the placeholder taken to be category id 0", r"not by its id",
+     {"contiguous_labels": edit('if others and all(c.get("supercategory") == first["name"] for c in others):',
+                                'if first["id"] == 0:')}),
     # 1.3 letterbox
     ("1.3", "odd padding rounded up", r"rounded up.*floor division",
      {"letterbox": edit("(size - new_w) // 2, (size - new_h) // 2", "(size - new_w + 1) // 2, (size - new_h + 1) // 2")}),

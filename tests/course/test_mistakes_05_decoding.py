@@ -37,6 +37,10 @@ MISTAKES = [
      {"decode_boxes": edit("m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, 4)", "m.reshape(m.shape[0], -1, 4)")}),
     ("5.4", "distances left in stride units", r"multiply by each point's stride",
      {"decode_boxes": edit("ltrb * point_strides[:, None]", "ltrb")}),
+    ("5.4", "the finest stride for every level", r"multiplied by stride 8: .* its own level's stride",
+     {"decode_boxes": edit("ltrb * point_strides[:, None]", "ltrb * strides[0]")}),
+    ("5.4", "levels concatenated coarse first", r"concatenated coarse first",
+     {"decode_boxes": edit("for m in box_maps], dim=1)", "for m in box_maps[::-1]], dim=1)")}),
 ]  # fmt: skip
 
 
