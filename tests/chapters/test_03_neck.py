@@ -150,6 +150,13 @@ def test_top_down_equals_the_package_fpn_path(impl):
             isinstance(got, (list, tuple)) and len(got) == 3,
             "TopDown must return one map per level (a list of 3)",
         )
+        got_shapes, expected_shapes = [tuple(g.shape) for g in got], [tuple(e.shape) for e in expected]
+        expect(
+            got_shapes == expected_shapes,
+            f"output shapes {got_shapes}, expected {expected_shapes}: return the maps in the order of the inputs, "
+            "fine to coarse"
+            + (" (these come back coarse to fine)" if got_shapes == expected_shapes[::-1] else ""),
+        )
         slip = _fpn_from_laterals_only(package, features)
         expect(
             not torch.allclose(got[0], slip[0], atol=1e-4),

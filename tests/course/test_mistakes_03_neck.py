@@ -28,6 +28,9 @@ MISTAKES = [
      {"TopDown": edit(MERGE, LATERALS_ONLY)}),
     ("3.2", "3×3 lateral convs", r"parameter shapes differ.*lateral\.0\.0\.weight \(8, 12, 3, 3\) vs \(8, 12, 1, 1\)",
      {"TopDown": edit("ConvBnAct(c, width, kernel_size=1)", "ConvBnAct(c, width, kernel_size=3)")}),
+    ("3.2", "outputs returned coarse to fine", r"fine to coarse \(these come back coarse to fine\)",
+     {"TopDown": edit("for conv, m in zip(self.fpn_out, merged, strict=True)]",
+                      "for conv, m in zip(self.fpn_out, merged, strict=True)][::-1]")}),
     # 3.3 BottomUp
     ("3.3", "downsamples the FPN map instead of the previous output", r"down\(F4\), the FPN map, instead of down\(N4\)",
      {"BottomUp": edit("self.downsample[level - 1](\n                outputs[-1]\n            )",
