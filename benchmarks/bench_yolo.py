@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +111,22 @@ def score_yolo_weights(weights: Path, split: CocoDetection, imgsz: int) -> dict[
     return coco_map(predictions, ground_truth(split))
 
 
+def train_yolo_isolated(
+    peer: str, data_yaml: Path, args: argparse.Namespace, out: Path, val_dir: Path
+) -> dict[str, Any]:
+    """:func:`train_yolo` in a fresh process: importing ultralytics patches ``PIL.Image.open`` process-wide
+    (its HEIF fallback), which must not leak into the rest of the benchmark or a test session."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(train_yolo, peer, data_yaml, args, out, val_dir).result()
+
+
 def train_yolo(
-    peer: str, data_yaml: Path, args: argparse.Namespace, out: Path, split: CocoDetection
+    peer: str, data_yaml: Path, args: argparse.Namespace, out: Path, val_dir: Path
 ) -> dict[str, Any]:
     """Train ``peer`` from scratch for ``args.minutes``; score every epoch's snapshot: the learning curve."""
+    set_threads(args.threads)
+    split = CocoDetection(val_dir)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
@@ -177,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     add_threads_argument(parser)
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/yolo.json)")
     args = parser.parse_args(argv)
-    set_threads(1 if args.smoke else args.threads)
+    args.threads = 1 if args.smoke else args.threads
+    set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_yolo_") as tmp:
         tmp = Path(tmp)
         if args.smoke:
@@ -201,13 +216,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         recorder = Recorder(
             "bench_yolo", list(argv or []), torch.device("cpu"), args.smoke, settings, configs=()
         )
-        data_yaml, val_split = write_yolo_dataset(
-            Path(args.data), tmp / "yolo", args.train_split, args.val_split
-        )
+        data_yaml, _ = write_yolo_dataset(Path(args.data), tmp / "yolo", args.train_split, args.val_split)
+        val_dir = Path(args.data) / args.val_split
         results = {
             peer: train_ours(args, tmp / "runs")
             if peer == "ours"
-            else train_yolo(peer, data_yaml, args, tmp / "runs", val_split)
+            else train_yolo_isolated(peer, data_yaml, args, tmp / "runs", val_dir)
             for peer in args.peers
         }
     return recorder.write(
