@@ -223,6 +223,13 @@ def test_head_equals_the_package_head_with_copied_weights(impl):
         box_in_stride_units = expected[1] / torch.cat(
             [torch.full((h * w, 1), float(s)) for (h, w), s in zip(SIZES, STRIDES, strict=True)]
         )
+        box_with_exp = _flatten(
+            [
+                torch.exp(package.box_pred(package.reg_tower(x, level)) * package.scales[level])
+                * STRIDES[level]
+                for level, x in enumerate(features)
+            ]
+        )
     if all(isinstance(g, torch.Tensor) for g in got) and got[1].shape == box_in_stride_units.shape:
         expect(
             not torch.allclose(got[2], obj_on_cls_tower, atol=1e-4),
@@ -232,6 +239,11 @@ def test_head_equals_the_package_head_with_copied_weights(impl):
         expect(
             not torch.allclose(got[1], box_in_stride_units, atol=1e-4),
             "box_ltrb are in units of the stride: multiply by strides[l] to get pixels",
+        )
+        expect(
+            not torch.allclose(got[1], box_with_exp, atol=1e-4),
+            "box_ltrb were made positive with exp (FCOS's choice): this head uses softplus, which grows linearly "
+            "instead of exponentially and does not overflow float16",
         )
     hints = {
         "cls_logits": "cls_pred on the classification tower",

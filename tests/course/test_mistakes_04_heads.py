@@ -36,6 +36,8 @@ MISTAKES = [
      {"Head": edit("self.obj_pred(reg_features)", "self.obj_pred(cls_features)")}),
     ("4.4", "box distances left in stride units", r"multiply by strides\[l\] to get pixels",
      {"Head": edit("F.softplus(raw) * self.strides[level]", "F.softplus(raw)")}),
+    ("4.4", "exp instead of softplus (FCOS)", r"made positive with exp",
+     {"Head": edit("F.softplus(raw)", "torch.exp(raw)")}),
     ("4.4", "box bias at the prior too", r"box_pred's bias must start at 0",
      {"Head": edit("nn.init.zeros_(self.box_pred.bias)", "nn.init.constant_(self.box_pred.bias, prior_bias(prior_prob))")}),
 ]  # fmt: skip
