@@ -316,8 +316,8 @@ for level, stride in enumerate(probe_net.strides):
 # It does not matter much either way — the head's 3×3 convs and the learned distances absorb a constant offset —
 # **as long as the targets are encoded and the predictions decoded with the same points.** What does cost
 # accuracy is mixing the two, which happens in real code bases (a decoder written for one library, an assigner
-# from another). Two measurements on square heads of side 6 to 12 pixels (the arena's heads are this size,
-# Chapter 1) at random sub-pixel positions, stride 8:
+# from another). Two measurements on square heads of side 6 to 12 pixels (about the middle half of the arena's
+# head sizes, Chapter 1) at random sub-pixel positions, stride 8:
 #
 # - **mixed conventions**: a *perfect* prediction, encoded at one convention's point and decoded at the other's,
 #   is shifted by `(s/2, s/2)`; its IoU loss `1 - IoU` is large. With the same convention on both sides it is 0;

@@ -42,6 +42,16 @@ def test_the_stride_16_level_sees_the_largest_arena_objects_whole():
 
 def test_the_mixed_convention_experiment_is_what_the_prose_says():
     assert "square heads of side 6 to 12 pixels" in TEXT and "head_sides = torch.arange(6, 13)" in TEXT
+    coco = json.loads((arena_dir() / "train" / "_annotations.coco.json").read_text())
+    heads = {c["id"] for c in coco["categories"] if "head" in c["name"]}
+    sides = torch.tensor(
+        [a["bbox"][2] * a["bbox"][3] for a in coco["annotations"] if a["category_id"] in heads]
+    )
+    quartiles = sides.sqrt().quantile(torch.tensor([0.25, 0.75])).tolist()
+    assert "about the middle half of the arena's\n# head sizes" in TEXT
+    assert 4.5 < quartiles[0] < 7 and 11 < quartiles[1] < 14, (
+        f"head sides' quartiles {quartiles}, not ~6 and ~12"
+    )
     assert (
         "stride, trials = 8, 20000" in TEXT and "Chapter 1) at random sub-pixel positions, stride 8" in TEXT
     )
