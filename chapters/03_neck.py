@@ -2,9 +2,9 @@
 # # Chapter 3 · The neck: FPN + PAN
 #
 # The backbone (Chapter 2) gives three maps: C3 at stride 8 is sharp but has seen little context, C5 at stride
-# 32 has a receptive field larger than the whole 320-pixel input (computed in section 3) but is coarse. An object is best *detected* on the level that matches its
-# size, but every level should know both *what* (semantics from C5) and *where* (detail from C3). The
-# **neck** mixes the levels:
+# 32 has a receptive field larger than the whole 320-pixel input (computed in section 3) but is coarse. An object
+# is best *detected* on the level that matches its size, but every level should know both *what* (semantics from
+# C5) and *where* (detail from C3). The **neck** mixes the levels:
 #
 # - **FPN** (feature pyramid network, Lin et al. 2017) runs *top-down*: semantics flow from coarse to fine,
 # - **PAN** (path aggregation network, Liu et al. 2018) runs *bottom-up* afterwards: localisation detail flows
@@ -19,6 +19,10 @@
 #
 # Vocabulary: the backbone maps `C3, C4, C5` are `[B, in_channels[l], H_l, W_l]`; every neck output `P3, P4,
 # P5` is `[B, width, H_l, W_l]` — same sizes, one common width, so that one head can serve all levels.
+#
+# The examples use the classic levels of strides 8/16/32 and their names; the demo model takes one level finer
+# (strides 4/8/16, Chapter 2), and the same neck serves any run of consecutive levels (its choice is printed at the
+# end of the chapter).
 
 # %%
 import math
