@@ -323,8 +323,8 @@ with torch.no_grad():
 
 # %% [markdown]
 # With `requires_grad=False` alone, a single forward pass moved the running statistics, and with them the
-# output of a network whose parameters never changed. (With random weights the numbers are large; with
-# ImageNet weights the drift is smaller per step but it accumulates over every step of training.)
+# output of a network whose parameters never changed. (With random weights the size of the numbers means little;
+# what matters is that they are not zero, and that the drift adds up over every step of training.)
 #
 # ## 5. Counting parameters
 #
@@ -444,8 +444,8 @@ for name in ("resnet18", "efficientnet_b0"):
     print(f"{name:16s} total {sum(macs):.2f} GMACs, {sum(activations):.0f} MB of activations at 320 px")
 
 # %% [markdown]
-# So freezing the stem and the first stage saves their share of the backward pass's compute — per stage no more
-# than freezing a later one would — but a larger share of the *memory* of training: when nothing below the first
+# So freezing the stem and the first stage saves their share of the backward pass's compute — per stage about as
+# much as freezing a later one would — but a larger share of the *memory* of training: when nothing below the first
 # trainable stage needs a gradient, autograd does not keep those large early activations at all.
 
 # %% [markdown]
