@@ -44,8 +44,8 @@ image, target = CocoDetection(arena / "train", transforms=eval_transforms(320))[
 # ## 1. The prior-probability bias
 #
 # A 320-pixel image has thousands of points (the counts for two stride sets are printed below) and a handful
-# of objects: almost every (point, class) pair is background. A freshly initialised last layer outputs logits near 0, i.e. probabilities near 0.5 for
-# all of them — the network starts out claiming an object of every class everywhere, and the loss of those
+# of objects: almost every (point, class) pair is background. A freshly initialised last layer outputs logits
+# near 0, i.e. probabilities near 0.5 for all of them — the network starts out claiming an object of every class everywhere, and the loss of those
 # thousands of easy negatives swamps the few positives in the first steps (training can even diverge).
 #
 # RetinaNet's fix (Lin et al. 2017): initialise the bias `b` of the classification conv so that every initial
@@ -60,8 +60,8 @@ for strides in ([8, 16, 32], demo_strides):
 
 # %% [markdown]
 # **Predict, then run.** For `π = 0.01`, is `b` positive or negative, and is it nearer to −1, −5 or −10? (A logit
-# of 0 is a probability of one half; every step of `e` in the odds `π / (1 - π)` moves the logit by 1.) The cell
-# under the exercise prints it.
+# of 0 is a probability of one half, and multiplying the odds `π / (1 - π)` by `e` raises the logit by 1.) The
+# cell under the exercise prints it.
 #
 # **Exercise 4.1** — write `prior_bias(prior_prob)`.
 
