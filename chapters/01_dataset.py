@@ -13,6 +13,13 @@
 #
 # Vocabulary used in the whole course: `boxes` are **xyxy** in pixels `(x1, y1, x2, y2)` unless the name
 # says otherwise (`boxes_xywh`); `labels` are contiguous class indices `0..C-1`; images are `uint8 [3, H, W]`.
+#
+# How the exercises work (in every chapter): an exercise is a function whose body raises
+# `NotImplementedError("Exercise 1.3 · …")`. Replace that line with your code and run the **check cell** under it:
+# it prints ✓, "not implemented yet", or what differs (expected vs got); after a failed attempt it adds a hint,
+# one level more each time, and `hint("1.3")` shows them all. Until an exercise passes, the rest of the chapter
+# uses the `detector` package's version, so every cell still runs. `make check CH=1` runs the chapter's tests on
+# your file; `solutions/01_dataset.py` has the reference solutions.
 
 # %%
 import json
