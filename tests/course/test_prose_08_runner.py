@@ -47,3 +47,13 @@ def test_the_resume_proof_in_the_prose_is_the_code():
 def test_no_stale_numbers_of_the_old_demo():
     for stale in ("12 M parameters", "1500 steps", "10 epochs", "about 100 s", "Goyal et al. 2017)"):
         assert stale not in TEXT, f"chapter 8 still says {stale!r}"
+
+
+def test_the_course_runs_ema_spans_most_of_its_run_as_the_answer_says():
+    """Open question 2's answer: the course run's EMA decay averages over most of its short run."""
+    from course.resources import COURSE_ARENA, course_training_config
+
+    config = course_training_config(out_dir=".", data_root="data/unused")
+    span = 1 / (1 - config.train.ema_decay)
+    planned = config.train.epochs * (COURSE_ARENA["n_train"] // config.data.batch_size)
+    assert planned / 2 <= span <= 2 * planned, (span, planned)
