@@ -94,7 +94,7 @@ def create_backbone(
 
     Args:
         name: a timm model name (``"resnet18"``, ``"efficientnet_b0"``, ...); created with ``pretrained=False``.
-        out_indices: the feature levels to return (for ResNets level ``k`` has stride ``2^(k+1)``).
+        out_indices: the feature levels to return (which stride a level has depends on the model).
 
     Returns:
         ``(model, channels, strides)``: ``model(images [B, 3, H, W])`` is a list of ``len(out_indices)`` maps

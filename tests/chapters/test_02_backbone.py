@@ -46,7 +46,9 @@ def _trainable(module: nn.Module) -> set[str]:
 # Exercise 2.1 · create_backbone ---------------------------------------------------------------------------
 @exercise("2.1")
 def test_create_backbone_channels_strides_and_shapes_for_two_models(impl):
-    for name, out_indices in (("resnet18", (2, 3, 4)), ("efficientnet_b0", (1, 2, 3, 4))):
+    # ConvNeXt's level 0 already has stride 4: the ResNet rule "level k has stride 2^(k+1)" does not hold there
+    cases = (("resnet18", (2, 3, 4)), ("efficientnet_b0", (1, 2, 3, 4)), ("convnext_atto", (0, 1, 2)))
+    for name, out_indices in cases:
         model, channels, strides = impl.create_backbone(name, out_indices)
         reference = Backbone(name, out_indices=out_indices)
         levels = len(model.feature_info.channels()) if hasattr(model, "feature_info") else len(out_indices)
@@ -62,8 +64,8 @@ def test_create_backbone_channels_strides_and_shapes_for_two_models(impl):
         )
         expect(
             list(strides) == reference.strides,
-            f"{name} {out_indices}: strides {list(strides)}, expected {reference.strides} "
-            "(model.feature_info.reduction())",
+            f"{name} {out_indices}: strides {list(strides)}, expected {reference.strides}: read them from the "
+            "model (feature_info.reduction()); a rule that holds for ResNets need not hold for other backbones",
         )
         with torch.no_grad():
             maps = model(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))

@@ -20,6 +20,8 @@ MISTAKES = [
     ("2.1", "channels and strides swapped", r"channels \[8, 16, 32\], expected \[128, 256, 512\]",
      {"create_backbone": edit("list(model.feature_info.channels()), list(model.feature_info.reduction())",
                               "list(model.feature_info.reduction()), list(model.feature_info.channels())")}),
+    ("2.1", "strides from the ResNet rule 2^(k+1)", r"convnext_atto \(0, 1, 2\): strides \[2, 4, 8\], expected \[4, 8, 16\]",
+     {"create_backbone": edit("list(model.feature_info.reduction())", "[2 ** (k + 1) for k in out_indices]")}),
     # 2.2 parameter_stages
     ("2.2", "a stage ends at the boundary module itself, not at its last child", r"one stage too late",
      {"parameter_stages": edit('max(i for i, name in enumerate(names) if name == b or name.startswith(b + "."))',
