@@ -140,8 +140,8 @@ plt.show()
 # A point `(x, y)` and its distances `(l, t, r, b)` to the left, top, right and bottom sides define a box; the
 # inverse measures those distances from a point to a ground-truth box — the point's training target. Each
 # distance is *signed*: positive when the side lies on the expected side of the point (the left side to its
-# left, …). A point lies **inside** a box exactly when all four distances are positive — which is how the assigner (Chapter 6) finds
-# candidate points; so the inverse must *not* clamp negative distances.
+# left, …). A point lies **inside** a box exactly when all four distances are positive — which is how the
+# assigner (Chapter 6) finds candidate points; so the inverse must *not* clamp negative distances.
 #
 # Both functions broadcast: `points [N, 2]` against `ltrb [B, N, 4]` (a batch of predictions), or against
 # `boxes [B, M, 1, 4]` (every GT with every point, `[B, M, N, 4]`). Work on the last axis only (`[..., :2]`),
