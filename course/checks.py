@@ -275,12 +275,15 @@ def verdict(
     statuses = [s for _, s, _ in results]
     title = f"Exercise {exercise_id} · {name}"
     if overall(statuses) == "pass":
-        return f"✓ {title}: all {len(results)} checks pass"
+        return f"✓ {title}: " + (
+            "its check passes" if len(results) == 1 else f"all {len(results)} checks pass"
+        )
     if overall(statuses) == "todo":
         detail = next(d for _, s, d in results if s == "todo")
         return f"… {title}: {detail.removeprefix(exercise_id + ' ')}"
     test_name, _, detail = next(r for r in results if r[1] == "fail")
-    lines = [f"✗ {title}: {statuses.count('fail')} of {len(results)} checks fail"]
+    failed = statuses.count("fail")
+    lines = [f"✗ {title}: {failed} of {len(results)} checks {'fails' if failed == 1 else 'fail'}"]
     if culprit is not None:
         lines.append(
             f"  It passes with the package's version of Exercise {culprit}: the failure comes from your "
