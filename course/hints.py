@@ -118,3 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hint(args.exercise_id, args.level)
     return 0 if args.exercise_id in stub_phrases() else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,7 +2,8 @@
 
 The factor multiplies each parameter group's base learning rate (``torch.optim.lr_scheduler.LambdaLR``)::
 
-    step < W:      f = (step + 1) / W                                  (linear warmup, Goyal et al. 2017)
+    step < W:      f = (step + 1) / W        (linear warmup: Goyal et al. 2017 for large-batch SGD; for Adam's
+                                               early variance, Liu et al. 2020)
     step >= W:     f = r + (1 - r) · ½ · (1 + cos(π · (step - W) / (T - 1 - W)))   (SGDR, Loshchilov & Hutter 2017)
 
 with ``W`` warmup steps, ``T`` total steps and ``r = min_lr_ratio`` the floor reached at the last step.
