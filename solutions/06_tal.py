@@ -756,7 +756,7 @@ for batch, size, num_gts in ((8, 320, 20), (scaled(4, 16), 640, 30)):
 #    cost?
 # 2. Early in training all predicted boxes are poor and $t$ is nearly random among candidates. TOOD's own
 #    configuration trains its first epochs with a fixed assigner (ATSS) before switching to TAL. Why might that
-#    help, and why can the package do without it?
+#    help, and how would you find out whether the package, which has no such warm-up, needs one?
 # 3. TOOD uses the same $t$ to select positives and to build their soft targets. What would change if the
 #    soft targets were the plain IoU of each positive's box instead?
 

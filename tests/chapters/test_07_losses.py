@@ -94,6 +94,9 @@ def test_qfl_matches_the_package(impl):
     ce_hard = F.binary_cross_entropy_with_logits(logits, (soft > 0).float(), reduction="none")
     expect(not torch.allclose(got, ce_hard * (soft - prob).abs() ** 2, atol=TOL),
            "the BCE is taken against the hard label 1 at positives; QFL's BCE is against the soft target t")  # fmt: skip
+    expect(not torch.allclose(got, ce * prob**2, atol=TOL),
+           "the factor p^β is what |t - p|^β becomes for a negative (t = 0) only; for a positive the factor is the "
+           "distance to its soft target, |t - p|^β")  # fmt: skip
     expect(not torch.allclose(got, (soft - prob).abs() ** 2, atol=TOL),
            "the BCE factor is missing: QFL = |t - p|^β · BCE(p, t)")  # fmt: skip
     expect_close(got, quality_focal_loss(logits, soft), "QFL vs detector.losses.quality_focal_loss", atol=TOL)
@@ -113,8 +116,9 @@ def test_qfl_beta_and_odd_exponents(impl):
         if bool(torch.isnan(got).any()) or bool((got < 0).any()):
             expect(False, f"beta={beta}: negative or NaN losses where p > t: the modulating factor is the "
                           "ABSOLUTE distance |t - p|^β (a signed (t - p)^β is only right for even β)")  # fmt: skip
-        expect_close(got, quality_focal_loss(logits, soft, beta=beta), f"QFL with beta={beta}", atol=TOL,
-                     hint="use the beta argument, not a constant 2")  # fmt: skip
+        expect(not torch.allclose(got, quality_focal_loss(logits, soft, beta=2.0), atol=TOL),
+               f"with beta={beta} your loss equals QFL with beta=2: use the beta argument, not a constant 2")  # fmt: skip
+        expect_close(got, quality_focal_loss(logits, soft, beta=beta), f"QFL with beta={beta}", atol=TOL)
 
 
 @exercise("7.2")
@@ -405,6 +409,11 @@ def test_detection_loss_gradients_match_the_package(impl):
     names = ("cls_logits", "box_ltrb", "obj_logits")
     for name, got, expected in zip(names, ours, theirs, strict=True):
         expect(got is not None, f"the loss does not depend on {name}")
+        negatives = ~reference.assignment.fg_mask  # [B, N]
+        silent_negatives = float(got[negatives].abs().sum()) == 0 < float(expected[negatives].abs().sum())
+        if name != "box_ltrb" and silent_negatives:
+            expect(False, f"no gradient reaches {name} at the negatives: that loss runs over the positives only; it "
+                          "runs over ALL points (target 0 for negatives, which must learn to say 'background')")  # fmt: skip
         if name == "box_ltrb" and not torch.allclose(got, expected, rtol=1e-3, atol=1e-6):
             expect(False, "the gradient on the boxes differs from the package's: is the objectness target (the IoU "
                           "of each positive's box) detached? It must not train the boxes")  # fmt: skip

@@ -56,6 +56,8 @@ MISTAKES = [
      {"soft_targets": (edit("u.amax(dim=1, keepdim=True)", "u.amax()"), edit("t.amax(dim=1, keepdim=True)", "t.amax()"))}),
     ("6.5", "maxima over the whole row, not the final positives", r"final positives only",
      {"soft_targets": (edit("u.amax(dim=1", "iou.amax(dim=1"), edit("t.amax(dim=1", "metric.amax(dim=1"))}),
+    ("6.5", "each positive's own IoU as its target", r"its own IoU",
+     {"soft_targets": edit("point_score = (t * scale).sum(dim=0)", "point_score = u.sum(dim=0)")}),
     ("6.5", "best positive gets 1, not the GT's best IoU", r"best positive of each GT got 1",
      {"soft_targets": edit("scale = u.amax(dim=1, keepdim=True) /", "scale = 1.0 /")}),
     # 6.6 assign_image
@@ -64,6 +66,12 @@ MISTAKES = [
     ("6.6", "center_radius not passed on", r"center_radius.*not passed on",
      {"assign_image": edit("candidate_mask(points, strides, gt_boxes, center_radius)",
                            "candidate_mask(points, strides, gt_boxes)")}),
+    ("6.6", "alpha and beta not passed on", r"alpha.*not passed on",
+     {"assign_image": edit("alignment_metric(pred_scores, pred_boxes, gt_labels, gt_boxes, alpha, beta)",
+                           "alignment_metric(pred_scores, pred_boxes, gt_labels, gt_boxes)")}),
+    ("6.6", "background points get GT 0's box", r"zeros for background",
+     {"assign_image": edit("boxes = torch.zeros(len(points), 4)\n    boxes[fg_mask] = gt_boxes[gt_index[fg_mask]].float()",
+                           "boxes = gt_boxes[gt_index.clamp(min=0)].float()")}),
     ("6.6", "topk not passed on", r"topk.*not passed on",
      {"assign_image": edit("select_topk(metric, candidates, topk)", "select_topk(metric, candidates)")}),
 ]  # fmt: skip
