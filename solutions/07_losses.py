@@ -574,8 +574,8 @@ print(f"largest term of the untrained model: {max(terms, key=lambda name: terms[
 # all points, DIoU weighted by the target score, BCE objectness towards the IoU. The cell prints both from the
 # configs.
 #
-# On 2 CPU cores we can afford a few hundred steps of a small model from scratch (no pretrained weights, a
-# frozen backbone), so this is a look at the *dynamics*, not at final accuracy: the same model, data order and
+# On 2 CPU cores we can afford only a short run (the cell prints its length) of a small model from scratch (no
+# pretrained weights, a frozen backbone), so this is a look at the *dynamics*, not at final accuracy: the same model, data order and
 # optimiser for both recipes. As a yardstick that does not depend on the recipe we track, on a few validation
 # images, the mean over GTs of the best IoU among the 100 top-scored detections (does *some* confident box find
 # each object?), and AP@0.5 at the end. The benchmarks page has the full-length comparison.
@@ -586,8 +586,8 @@ for recipe, loss_config in recipes.items():
     print(f"{recipe:5}: assigner {loss_config.assigner.kind!r}, cls {loss_config.cls!r}, box {loss_config.box!r}, "
           f"obj {loss_config.obj!r}, weights cls/box/obj {loss_config.cls_weight:g}/{loss_config.box_weight:g}/"
           f"{loss_config.obj_weight:g}")  # fmt: skip
-STEPS = scaled(250, 1000)
-EVAL_EVERY = scaled(50, 100)
+STEPS = scaled(150, 1000)
+EVAL_EVERY = scaled(30, 100)
 LEARNING_RATE = 2e-3  # TrainConfig's default, AdamW
 generator = torch.Generator().manual_seed(0)
 order = torch.randperm(len(train_set), generator=generator).tolist()
@@ -670,8 +670,8 @@ plt.show()
 # every output, different weights and normalisers), so their values are not comparable — only their *shapes*
 # are, and the third panel, which uses one yardstick for both. Questions to ask of the curves: which term
 # carries the background in each recipe (in the seed, the classifier only ever sees positives, so the
-# objectness must)? Does the demo's total fall as its soft targets grow? With a few hundred steps from scratch
-# the AP values stay low and all the numbers are noisy (one seed, a dozen images); the full-length runs on the
+# objectness must)? Does the demo's total fall as its soft targets grow? With so few steps from scratch the AP
+# values stay low and all the numbers are noisy (one seed, a dozen images); the full-length runs on the
 # benchmarks page are the real comparison.
 #
 # ## What the package does differently
