@@ -162,15 +162,18 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def provenance(configs: Sequence[str]) -> dict[str, Any]:
+def provenance(configs: Sequence[str], varied: Sequence[str] = ()) -> dict[str, Any]:
     """What a result was measured on: the commit and the fingerprint of each shipped config it used.
 
     The Benchmarks page compares the fingerprints with the shipped configs of the day and marks a result
-    measured on another config as stale (:func:`benchmarks.report.staleness`).
+    measured on another config as stale (:func:`benchmarks.report.staleness`). ``varied``: the dotted keys the
+    benchmark sets in every run (an ablation's ``loss.cls``), left out of the fingerprints, so that changing
+    their shipped default does not make the result stale.
     """
     return {
         "commit": git_commit(),
-        "configs": {name: config_fingerprint(load_config(name)) for name in configs},
+        "configs": {name: config_fingerprint(load_config(name), varied) for name in configs},
+        "varied": list(varied),
     }
 
 
@@ -178,7 +181,8 @@ class Recorder:
     """Collects a benchmark's metadata (machine, load average, command, provenance) around its results.
 
     ``name`` is the script's module name in ``benchmarks`` (``bench_train_step``), ``argv`` its arguments,
-    ``configs`` the shipped configs whose settings it measured (``arena_cpu``). Create it when the benchmark
+    ``configs`` the shipped configs whose settings it measured (``arena_cpu``), ``varied`` the keys it sets in
+    every run (:func:`provenance`). Create it when the benchmark
     starts (the load average is read then) and call :meth:`write` at the end.
     """
 
@@ -190,9 +194,11 @@ class Recorder:
         smoke: bool,
         settings: dict[str, Any],
         configs: Sequence[str] = ("arena_cpu",),
+        varied: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.configs = tuple(configs)
+        self.varied = tuple(varied)
         self.argv = argv
         self.device = device
         self.smoke = smoke
@@ -215,7 +221,7 @@ class Recorder:
             "load_average_end": load_end,
             "wall_seconds": time.perf_counter() - self.started,
             "settings": self.settings,
-            "provenance": provenance(self.configs),
+            "provenance": provenance(self.configs, self.varied),
             **results,
         }
 

@@ -263,7 +263,7 @@ def staleness(record: dict[str, Any]) -> str | None:
     reasons = []
     for name, fingerprint in (measured.get("configs") or {}).items():
         try:
-            current = config_fingerprint(load_config(name))
+            current = config_fingerprint(load_config(name), measured.get("varied") or ())
         except ConfigError:
             reasons.append(f"the config `{name}` it measured no longer loads")
             continue

@@ -24,6 +24,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -336,9 +337,16 @@ def load_config(name_or_path: str | Path | None = "arena_cpu", overrides: list[s
     return config_from_dict(values, overrides, source)
 
 
-def config_fingerprint(config: Config) -> str:
-    """A short hash of every resolved value of ``config`` (defaults included): equal iff the configs are equal."""
-    canonical = json.dumps(config.to_dict(), sort_keys=True, default=str)
+def config_fingerprint(config: Config, ignore: Sequence[str] = ()) -> str:
+    """A short hash of every resolved value of ``config`` (defaults included): equal iff the configs are equal.
+
+    ``ignore``: dotted keys left out (``"loss.cls"``), for a benchmark that sets them itself in every run.
+    """
+    values = config.to_dict()
+    for dotted in ignore:
+        section, _, key = dotted.rpartition(".")
+        (values.get(section, {}) if section else values).pop(key, None)
+    canonical = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

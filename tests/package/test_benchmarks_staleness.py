@@ -22,6 +22,27 @@ def test_fingerprint_is_equal_for_equal_configs_and_differs_for_any_changed_valu
         assert config_fingerprint(load_config("arena_cpu", [override])) != base, override
 
 
+def test_fingerprint_ignores_only_the_named_keys():
+    base = load_config("arena_cpu")
+    ignoring = config_fingerprint(base, ["loss.cls"])
+    assert ignoring != config_fingerprint(base)
+    assert config_fingerprint(load_config("arena_cpu", ["loss.cls=qfl"]), ["loss.cls"]) == ignoring
+    assert config_fingerprint(load_config("arena_cpu", ["loss.box=giou"]), ["loss.cls"]) != ignoring
+
+
+def test_a_result_stays_current_when_the_default_of_a_key_it_varied_changes(monkeypatch):
+    record = {"provenance": provenance(["arena_cpu"], varied=["loss.cls"])}
+    assert record["provenance"]["varied"] == ["loss.cls"]
+    shipped = load_config
+
+    def new_default(name, overrides=()):
+        return shipped(name, [*overrides, "loss.cls=varifocal"])
+
+    monkeypatch.setattr("detector.config.load_config", new_default)
+    assert report.staleness(record) is None
+    assert "changed since" in report.staleness({"provenance": provenance(["arena_cpu"])})
+
+
 def test_provenance_records_the_commit_and_each_configs_fingerprint():
     record = provenance(["arena_cpu", "seed"])
     assert record["configs"] == {
