@@ -83,6 +83,7 @@ serve-docs: docs
 
 record-demo: $(STAMP)
 	$(PY) -m course.demo record runs/arena_cpu
+	$(PY) -m course.demo batch data/arena
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -9,6 +9,9 @@
   evaluation), the date, the commit and the machine;
 - ``site/assets/demo/predictions.jpg``: the run's ``predictions.png`` (validation images, GT and predictions).
 
+``python -m course.demo batch`` draws :data:`BATCH_NAME` for the package guide: a training batch of the arena
+with the augmentation of the GPU recipe (:data:`BATCH_RECIPE`'s mosaic, affine, flip, HSV), as the loader yields it.
+
 The mkdocs hook replaces :data:`DEMO_MARKER` in ``site/index.md`` by :func:`render_markdown`; without a record the
 page says that no run was recorded yet, and a record made with another config than the one shipped now (its
 fingerprint, as on the Benchmarks page) is marked stale.
@@ -29,6 +32,9 @@ from course.paths import REPO_ROOT
 DEMO_DIR = REPO_ROOT / "site" / "assets" / "demo"
 RECORD_NAME = "record.json"
 PICTURE_NAME = "predictions.jpg"
+BATCH_NAME = "train_batch.jpg"
+BATCH_RECIPE = "halo_r50"  # the shipped config whose augmentation keys the batch picture shows
+AUGMENTATION_KEYS = ("mosaic", "mixup", "scale", "translate", "degrees", "hflip", "color_jitter")
 DEMO_MARKER = "<!-- demo -->"
 PICTURE_MAX_WIDTH = 1400  # pixels: enough for the landing page, keeps the committed JPEG small
 NO_RECORD = (
@@ -103,6 +109,30 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
     return demo
 
 
+def draw_batch(data_root: Path, out_dir: Path = DEMO_DIR, seed: int = 0) -> Path:
+    """:data:`BATCH_NAME`: the first training batch of the arena at ``data_root`` under the augmentation keys of
+    :data:`BATCH_RECIPE` (the rest of the data settings from ``arena_cpu``), drawn by :func:`detector.visualize.batch_grid`."""
+    import torch
+    from torchvision.io import write_jpeg
+
+    from detector.config import load_config
+    from detector.data.collate import collate
+    from detector.loaders import build_dataset, seed_everything
+    from detector.visualize import batch_grid
+
+    recipe = load_config(BATCH_RECIPE).data
+    overrides = [f"data.{key}={getattr(recipe, key)}" for key in AUGMENTATION_KEYS]
+    data = load_config("arena_cpu", [*overrides, f"data.root={data_root}", "data.arena=null"]).data
+    seed_everything(seed)
+    dataset = build_dataset(data, data.train_split, train=True)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[: data.batch_size]
+    images, targets = collate([dataset[int(index)] for index in order])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / BATCH_NAME
+    write_jpeg(batch_grid(images, targets, dataset.class_names), str(path), quality=85)
+    return path
+
+
 def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/{PICTURE_NAME}") -> str:
     """The landing page's picture and caption from ``record.json``, or :data:`NO_RECORD` when there is none."""
     from benchmarks.report import describe_machine
@@ -140,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="task", required=True)
     rec = sub.add_parser("record", help="keep a finished run's figures and picture for the landing page")
     rec.add_argument("run_dir", nargs="?", type=Path, default=REPO_ROOT / "runs" / "arena_cpu")
+    batch = sub.add_parser("batch", help=f"draw {BATCH_NAME}: an augmented training batch of the arena")
+    batch.add_argument("data_root", nargs="?", type=Path, default=REPO_ROOT / "data" / "arena")
     args = parser.parse_args(argv)
+    if args.task == "batch":
+        print(f"wrote {draw_batch(args.data_root)}")
+        return 0
     try:
         demo = record(args.run_dir)
     except (FileNotFoundError, ValueError, KeyError) as error:

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a detector from a config", epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a detector; writes runs/<name>/ (checkpoints, logs, curves.png, predictions.png).",
+        description="Train a detector; writes runs/<name>/ (checkpoints, logs, curves.png, predictions.png, train_batch.jpg).",
     )  # fmt: skip
     train.add_argument("--config", default=None, help="a shipped config (arena_cpu, halo_r50, roboflow, roboflow_cpu, seed) or a "
                        "YAML path (default: arena_cpu; with --resume: the checkpoint's config)")  # fmt: skip

@@ -224,6 +224,8 @@ class Runner:
         )
         log_every, synced = self.config.train.log_every, False
         for images, targets in batches:
+            if self.step == 0 and self.logger is not None:
+                self.logger.save_batch(images, targets, self.class_names)
             self._train_step(images, targets)
             self._bar.update()
             at_end = self.step >= self.schedule.total_steps or self.batch_in_epoch == self.steps_per_epoch

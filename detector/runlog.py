@@ -7,6 +7,7 @@ Files in the run directory (only the main process writes):
 - ``steps.jsonl``: one JSON object per optimiser step (loss components, grad norm, lr), appended at each sync
   point; checkpoints do not carry it, a resumed run reads it back (:func:`read_step_log`);
 - ``curves.png``: train loss per step and per epoch, validation mAP and mAP50, redrawn every epoch;
+- ``train_batch.jpg``: the run's first training batch with its boxes, augmentations applied (what the model sees);
 - ``events.out.tfevents.*``: TensorBoard scalars, when ``tensorboard`` is installed.
 """
 
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure  # no pyplot: drawing files must not touch a notebook's backend
+from torch import Tensor
 
 from detector.inference import strict_json
+from detector.visualize import batch_grid
 
 CURVE_SMOOTHING = 0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's 0.6-0.99)
 STEPS_FILE = "steps.jsonl"
@@ -59,6 +62,16 @@ class RunLogger:
                 SummaryWriter = None
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(log_dir=str(self.run_dir))
+
+    def save_batch(
+        self, images: Tensor, targets: Sequence[dict[str, Any]], class_names: Sequence[str]
+    ) -> None:
+        """``train_batch.jpg``: ``images`` uint8 ``[B, 3, S, S]`` with their target boxes (:func:`batch_grid`)."""
+        from torchvision.io import write_jpeg
+
+        tmp = self.run_dir / "train_batch.tmp.jpg"
+        write_jpeg(batch_grid(images, targets, class_names), str(tmp), quality=90)
+        tmp.replace(self.run_dir / "train_batch.jpg")
 
     def log_steps(self, first_step: int, rows: list[dict[str, float]]) -> None:
         """Append the rows of steps ``first_step, first_step + 1, …`` to ``steps.jsonl`` (and TensorBoard)."""

@@ -142,6 +142,31 @@ def draw_detections(
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).contiguous()
 
 
+def batch_grid(
+    images: Tensor,
+    targets: Sequence[Mapping[str, Tensor]],
+    class_names: Sequence[str] | None = None,
+    max_images: int = 16,
+    ncols: int = 4,
+) -> Tensor:
+    """The first ``max_images`` images of a training batch with their boxes: what the model is trained on.
+
+    Args:
+        images: uint8 ``[B, 3, S, S]``, as the loader yields them (after augmentation, before normalisation).
+        targets: one dict per image with ``boxes`` ``[K, 4]`` xyxy pixels and ``labels`` ``[K]``.
+
+    Returns:
+        uint8 ``[3, H, W]``: the drawn images in rows of ``ncols``, 2 px apart.
+    """
+    from torchvision.utils import make_grid
+
+    drawn = [
+        draw_detections(image, target["boxes"].as_subclass(Tensor), target["labels"], class_names=class_names)
+        for image, target in zip(images[:max_images].cpu(), targets, strict=False)
+    ]
+    return make_grid(drawn, nrow=min(ncols, len(drawn)), padding=2, pad_value=255)
+
+
 def _draw_boxes(ax: Any, boxes: Tensor, captions: list[str], colors: list[Any], linestyle: str) -> None:
     for (x1, y1, x2, y2), caption, color in zip(boxes.tolist(), captions, colors, strict=True):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5, ls=linestyle))

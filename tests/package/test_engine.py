@@ -90,6 +90,7 @@ def test_fit_writes_the_run_directory(straight_run: Runner) -> None:
         "metrics.csv",
         "curves.png",
         "predictions.png",
+        "train_batch.jpg",
         "config.yaml",
     ):
         assert (run_dir / name).is_file(), name

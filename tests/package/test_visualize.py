@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from detector.visualize import (
     FP_TYPES,
+    batch_grid,
     caption_layout,
     confusion_matrix,
     confusion_matrix_chart,
@@ -47,6 +48,18 @@ def test_draw_detections_shape_dtype_and_pixels() -> None:
     assert torch.equal(untouched, image)
     with pytest.raises(ValueError, match="uint8"):
         draw_detections(image.float(), T([[1.0, 1, 5, 5]]), T([0]))
+
+
+def test_batch_grid_tiles_each_image_with_its_own_boxes() -> None:
+    images = torch.zeros(5, 3, 40, 40, dtype=torch.uint8)
+    images[1] = 100
+    targets = [target([[4, 4, 20, 20]], [0]), target([], []), target([], []), target([], []), target([], [])]
+    grid = batch_grid(images, targets, class_names=["a"], max_images=4, ncols=2)
+    assert grid.dtype == torch.uint8 and grid.shape == (3, 2 + 2 * 42, 2 + 2 * 42), "2x2 tiles, 2 px apart"
+    first, second = grid[:, 2:42, 2:42], grid[:, 2:42, 44:84]
+    assert torch.equal(first[:, 20, 4], T([31, 119, 180], dtype=torch.uint8)), "box edge in class 0's colour"
+    assert torch.equal(second, images[1]), "an image without boxes is tiled as it is"
+    assert (grid[:, 1, :] == 255).all(), "white padding between tiles"
 
 
 def test_figures() -> None:
