@@ -214,18 +214,28 @@ def section_yolo(record: dict[str, Any]) -> str:
 
 
 def section_loss(record: dict[str, Any]) -> str:
+    from detector.config import LossConfig
+
     settings, parts = record["settings"], []
-    for data, rows in record["summary"].items():
+    minutes = settings["minutes"] if isinstance(settings["minutes"], list) else [settings["minutes"]]
+    for index, (data, rows) in enumerate(record["summary"].items()):
         table = [[f"`{loss}`" + (" (calibrated)" if loss != "focal" else ""), f"{row['map_mean']:.4f}",
                   f"{row['map_min']:.4f} – {row['map_max']:.4f}", f"{row['map_50_mean']:.4f}", row["seeds"]]
                  for loss, row in rows.items()]  # fmt: skip
+        budget = minutes[index] if len(minutes) > 1 else minutes[0]
+        size = "the config's image size" if data == "arena" else f"{settings['imgsz']} px"
         parts.append(
-            f"**{data}**\n\n"
+            f"**{data}** ({budget:g} min per run, {size})\n\n"
             + _table(["loss.cls", "mAP (mean)", "range over seeds", "mAP50", "seeds"], table)
         )
+    lanes = settings.get("lanes", 1)
+    cores = (
+        f"{lanes} runs at a time, each on one pinned core" if lanes > 1 else f"{settings['threads']} threads"
+    )
     best = record.get("best_calibrated")
-    parts.append(f"Each run: `{settings['config']}`, {settings['minutes']} min of training. "
-                 f"Best calibrated loss: `{best}`.")  # fmt: skip
+    parts.append(f"Each run: `{settings['config']}` with `loss.cls` set, from scratch, {cores}. "
+                 f"Best calibrated loss (mean mAP over the data sets): `{best}`; the shipped default is "
+                 f"`{LossConfig().cls}`.")  # fmt: skip
     return "\n\n".join(parts)
 
 

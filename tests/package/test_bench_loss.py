@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -29,14 +30,24 @@ def test_summary_over_seeds_and_the_best_calibrated_loss_ignores_focal():
     # means over data sets: qfl (0.32 + 0.20) / 2 = 0.26, bce (0.30 + 0.25) / 2 = 0.275; focal is never chosen
     assert bench_loss.best_calibrated(table) == "bce"
     page = report.section_loss({"summary": table, "best_calibrated": "bce",
-                                "settings": {"config": "arena_cpu", "minutes": 5}})  # fmt: skip
+                                "settings": {"config": "arena_cpu", "minutes": [5, 3], "imgsz": 416,
+                                             "lanes": 2, "threads": 1}})  # fmt: skip
     assert "| `qfl` (calibrated) | 0.3200 | 0.3000 – 0.3400 | 0.6400 | 2 |" in page
     assert "| `focal` | 0.5100 |" in page
+    assert "**a** (5 min per run, 416 px)" in page and "**b** (3 min per run, 416 px)" in page
+    assert "2 runs at a time, each on one pinned core" in page
 
 
 @pytest.mark.slow
-def test_smoke_run_trains_each_loss(tmp_path):
-    record = bench_loss.main(["--smoke", "--losses", "qfl", "focal", "--out", str(tmp_path / "loss.json")])
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_smoke_run_trains_each_loss(tmp_path, lanes):
+    if lanes > len(os.sched_getaffinity(0)):
+        pytest.skip(f"{lanes} lanes need {lanes} cores")
+    out = tmp_path / "loss.json"
+    record = bench_loss.main(
+        ["--smoke", "--losses", "qfl", "focal", "--lanes", str(lanes), "--out", str(out)]
+    )
     assert set(record["summary"]["arena"]) == {"qfl", "focal"}
+    assert record["settings"]["lanes"] == lanes
     assert record["best_calibrated"] == "qfl"
     assert (tmp_path / "loss.json").exists()
