@@ -53,9 +53,9 @@ print(
 # Every iteration of every training loop in this course is the same six moves:
 #
 # 1. **forward**: `outputs = model(images)` — `cls_logits [B, N, C]`, `box_ltrb [B, N, 4]`, `obj_logits [B, N, 1]`;
-# 2. **assign** and 3. **loss**: `DetectionLoss` pads the per-image targets' boxes (`pad_targets` →
-#    `gt_labels [B, M]`, `gt_boxes [B, M, 4]`, `gt_mask [B, M]`), runs the Task-Aligned Assigner of Chapter 6 on
-#    the detached predictions and sums the losses of Chapter 7;
+# 2. **assign** and 3. **loss**: pad the per-image targets with `pad_targets(targets, device=...)` (→
+#    `gt_labels [B, M]`, `gt_boxes [B, M, 4]`, `gt_mask [B, M]`) and pass them to `DetectionLoss`, which runs the
+#    Task-Aligned Assigner of Chapter 6 on the detached predictions and sums the losses of Chapter 7;
 # 4. **backward**: clear the old gradients first (`optimizer.zero_grad()`: PyTorch *adds* into `.grad`), then
 #    `loss.total.backward()`;
 # 5. **clip**: `torch.nn.utils.clip_grad_norm_` rescales all gradients together when their global L2 norm exceeds
@@ -165,7 +165,8 @@ print(
 #   r + (1 - r)\,\tfrac12\left(1 + \cos\left(\pi \, \dfrac{s - W}{T - 1 - W}\right)\right) & s \ge W \end{cases}$$
 #
 # The $+1$ makes the very first step use $\text{lr}/W$ rather than 0 (a wasted step), and the cosine reaches its
-# floor exactly at the last step $s = T - 1$.
+# floor exactly at the last step $s = T - 1$. A plan with no step after the warmup ($W = T - 1$) would divide by
+# zero: the cosine's progress is $(s - W) / \max(1, T - 1 - W)$, so such a plan ends at 1, not at the floor.
 #
 # **Predict, then run.** A plan of $T = 13$ steps with $W = 4$ and $r = 0.1$: what are $f(0)$, $f(3)$, $f(4)$,
 # $f(8)$ and $f(12)$? Work them out on paper (the cosine runs over the 8 intervals from step 4 to step 12, so
@@ -188,7 +189,8 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: 
 
     Returns:
         ``(step + 1) / warmup_steps`` during warmup, then a half cosine from 1 down to ``min_lr_ratio`` at
-        ``step = total_steps - 1``.
+        ``step = total_steps - 1``; the cosine's progress is ``(step - W) / max(1, T - 1 - W)``, so a plan with
+        no step after the warmup (``W = T - 1``) ends at 1, not at the floor.
     """
     # YOUR CODE HERE
     raise NotImplementedError('Exercise 8.2 · warmup_cosine: a linear ramp up to 1, then half a cosine down to the floor')
@@ -210,7 +212,7 @@ warmup, floor = config.train.warmup_steps, config.train.min_lr_ratio
 print(
     f"arena_cpu: {config.data.arena.n_train} training images in batches of {config.data.batch_size} = "
     f"{steps_per_epoch} steps per epoch; {config.train.epochs} epochs = {total} steps; warmup {warmup} steps, "
-    f"floor {floor} × lr {config.train.lr}"
+    f"floor {floor} × lr {config.train.lr}; budget train.max_minutes = {config.train.max_minutes}"
 )
 steps = range(total)
 plt.figure(figsize=(8, 3.2))
@@ -422,8 +424,9 @@ print(f"largest weight difference, straight vs interrupted-and-resumed: {differe
 # it trains the demo model on the course arena (`course.resources.COURSE_ARENA`, smaller than the demo's) for a
 # few epochs within a `train.max_minutes` budget (on a slower machine the Runner shrinks its plan, cosine
 # included, to what fits) — far too short for a good detector, long enough to read the curves. The first cell
-# prints the plan. The run is cached in `data/course_detector.pt` (Chapters 9 and 10 use it) and retrained when
-# anything that shapes it changes (the config, the course arena, the overrides); delete the file to train again.
+# prints the plan. The run is cached in `data/course_detector.pt` (Chapters 9 and 10 use it unless a `make train`
+# run is at hand) and retrained when anything that shapes it changes (the config, the course arena, the
+# overrides); delete the file to train again.
 # The validation mAP of both the EMA and the raw weights is measured after every epoch.
 
 # %%
@@ -486,10 +489,11 @@ plt.show()
 # - **Loss per component.** The terms have different scales: read each on its own, on the log scale. `obj` (the
 #   predicted IoU, trained at every point) is the largest at first and falls as the points learn that most of
 #   them are background; `box` falls as the positives' boxes tighten; `cls` is small from the start when its
-#   loss (`loss.cls` in the config: focal, QFL or varifocal) down-weights the many easy background points. All three are normalised by the sum of the
-#   assigner's soft targets, which is small at the start (random predictions are badly aligned with the GTs) and
-#   grows as the model improves: that alone can make a component *rise* for a while without anything being
-#   wrong. Compare trends over an epoch, not single steps.
+#   loss (`loss.cls` in the config: focal, QFL or varifocal) down-weights the many easy background points. All
+#   three are normalised by the sum of the assigner's soft targets (clamped at 1). The targets themselves move
+#   with the model: the soft class targets and the objectness's IoU targets grow as the predictions line up with
+#   the GTs, so a component can rise for a while without anything being wrong. Compare trends over an epoch, not
+#   single steps.
 # - **A loss that stops falling** after warmup at a high value: the learning rate is too high (the spikes come
 #   back after each drop) or too low (a flat, slow curve); a loss that becomes NaN: lower `train.lr`, keep
 #   `train.grad_clip`, lengthen the warmup — the Runner stops and names the step and the component.
@@ -499,9 +503,10 @@ plt.show()
 # - **Validation mAP** is the only curve that measures what we want. Training loss keeps falling when the model
 #   starts to overfit; validation mAP does not.
 #
-# With this budget the detector finds the large bodies and few heads. `make train` trains the same model properly,
-# with the demo config's plan printed in section 3 (its `train.max_minutes` budget fits a 15-minute `make train`
-# on 2 cores, data generation included); Chapter 10 shows where the short run fails.
+# With this budget the detector finds the large bodies and few heads. `make train` trains the same model longer:
+# the plan printed in section 3 is an upper bound; on 2 CPU cores its `train.max_minutes` budget (printed there
+# too) shrinks the plan to a fraction of it, and the Runner prints the new plan. Chapter 10 shows where the short
+# run fails.
 #
 # ## What the package does differently
 #
@@ -553,8 +558,8 @@ print(
 # %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
 # **Answer.** The average spans about $1/(1-d)$ steps; it should cover a small fraction of the run (the weights of
 # the last part are the good ones) and the ramp must end well before the run does. For 100 steps, a span of 10–30
-# steps ($d \approx 0.9$ to $0.97$) with a ramp of ~20 steps; the course run's decay (`COURSE_TRAIN_OVERRIDES`)
-# spans most of its short run, one reason its EMA and raw weights end close. For 100 000 steps, $d = 0.9999$
+# steps ($d \approx 0.9$ to $0.97$) with a ramp of ~20 steps; on a CPU the course run's decay
+# (`COURSE_TRAIN_OVERRIDES`) spans most of its short run, one reason its EMA and raw weights end close. For 100 000 steps, $d = 0.9999$
 # (10 000 steps, YOLOv5's value, with its ramp τ = 2000). Check with the EMA-vs-raw curve:
 # an EMA still below the raw weights at the end means the average remembers too much of the past.
 

@@ -171,8 +171,9 @@ plt.show()
 # already matched object is a false positive (a duplicate): that is why NMS matters for AP.
 #
 # Some GTs are **ignored**: they count neither as found nor as missed (outside the size range being evaluated,
-# or `iscrowd` regions). A detection prefers a normal GT; it falls back to an ignored one only when no normal GT
-# is left to match, and a detection matched to an ignored GT is ignored too (neither TP nor FP).
+# or `iscrowd` regions). A detection prefers a normal GT; it falls back to an ignored one only when no free normal
+# GT reaches the threshold (a normal GT wins whatever the ignored one's IoU), and a detection matched to an
+# ignored GT is ignored too (neither TP nor FP).
 #
 # Two details decide whether you agree with pycocotools (`COCOeval.evaluateImg`) on every input:
 #
@@ -189,14 +190,13 @@ plt.show()
 example_iou = torch.tensor([[0.6, 0.6, 0.0], [0.9, 0.1, 0.0], [0.0, 0.2, 0.7]], dtype=torch.float64)
 example_crowd = torch.tensor([False, False, True])
 print(example_iou)
+# the reference implementation (course.reference.ch09, pycocotools' loop transcribed): (GT of each detection, ignored?)
+print(ch09.match_detections(example_iou, example_crowd, 0.5, gt_crowd=example_crowd))
 
 # %% [markdown]
 # Detection 0 ties GTs 0 and 1 at 0.6 and takes the later one, GT 1; detection 1 then finds GT 0 free (0.9) — a
 # true positive that "the first GT wins" would have turned into a duplicate; detection 2 lands on the crowd region
-# and is ignored. The reference implementation (`course.reference.ch09`, pycocotools' loop transcribed) agrees:
-
-# %%
-print(ch09.match_detections(example_iou, example_crowd, 0.5, gt_crowd=example_crowd))
+# and is ignored.
 
 # %% [markdown]
 # **Exercise 9.3** — write `match_detections(iou, gt_ignore, iou_threshold, gt_crowd=None)`.
@@ -287,6 +287,16 @@ precision_recall = check("9.4", precision_recall, fallback=ch09.precision_recall
 #    precision of the **first** point whose recall reaches $r$ (`torch.searchsorted(recall, r)`, left side),
 #    or 0 where the recall never gets there;
 # 3. average the 101 values.
+#
+# **Predict, then run.** One detection, a true positive, for two GTs: precision `[1.0]`, recall `[0.5]`. Is its
+# AP 0.5? Count the recall thresholds it reaches before you run the cell (the reference `course.reference.ch09`).
+
+# %%
+print(ch09.interpolated_ap(torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)))
+
+# %% [markdown]
+# It reaches the 51 thresholds $0, 0.01, \dots, 0.50$ with precision 1 and none of the 50 above: $51/101 \approx
+# 0.505$, not 0.5 — the 101 points include both ends.
 #
 # **Exercise 9.5** — write `interpolated_ap(precision, recall)`.
 
@@ -491,20 +501,13 @@ print(f"largest difference: {worst:.2e}", "✓ equal to 1e-6" if worst < 1e-6 el
 
 
 # %%
+your_steps = {"match_detections": match_detections, "precision_recall": precision_recall,
+              "interpolated_ap": interpolated_ap}  # fmt: skip
+
+
 def class_curves(label: int, threshold: float) -> tuple[Tensor, Tensor, float]:
-    """PR curve and AP of one class at one IoU threshold, size range "all"."""
-    scores, is_tp, num_gt = [], [], 0
-    for prediction, target in zip(predictions, targets, strict=True):
-        keep = prediction["labels"] == label
-        order = prediction["scores"][keep].sort(descending=True, stable=True).indices[:MAX_DETECTIONS]
-        gt_boxes = target["boxes"][target["labels"] == label].double()
-        matched, _ = match_detections(box_iou(prediction["boxes"][keep][order].double(), gt_boxes),
-                                      torch.zeros(len(gt_boxes), dtype=torch.bool), threshold)  # fmt: skip
-        scores.append(prediction["scores"][keep][order])
-        is_tp.append(matched >= 0)
-        num_gt += len(gt_boxes)
-    precision, recall = precision_recall(torch.cat(scores), torch.cat(is_tp), max(num_gt, 1))
-    return precision, recall, interpolated_ap(precision, recall)
+    """PR curve and AP of one class at one IoU threshold, drawn with your exercises (``course.reference.ch09``)."""
+    return ch09.class_curves(predictions, targets, label, threshold, your_steps, MAX_DETECTIONS)
 
 
 fig, (ax_pr, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -512,7 +515,7 @@ for label, name in enumerate(class_names):
     precision, recall, ap50 = class_curves(label, 0.5)
     if len(recall):
         ax_pr.plot(recall, precision, color=f"C{label}", lw=0.7, alpha=0.5)
-        ax_pr.plot(recall, precision.flip(0).cummax(0).values.flip(0), color=f"C{label}", lw=2,
+        ax_pr.plot(recall, ch09.monotone_envelope(precision), color=f"C{label}", lw=2,
                    label=f"{name}: AP50 {ap50:.2f}")  # fmt: skip
     ap_by_iou = [class_curves(label, t)[2] for t in IOU_THRESHOLDS.tolist()]
     ax_iou.plot(IOU_THRESHOLDS, ap_by_iou, "o-", color=f"C{label}", label=name)
@@ -537,7 +540,7 @@ plt.show()
 # %%
 label = max(range(len(class_names)), key=lambda c: sum(int((t["labels"] == c).sum()) for t in targets))
 precision, recall, ap101 = class_curves(label, 0.5)
-envelope = precision.flip(0).cummax(0).values.flip(0)
+envelope = ch09.monotone_envelope(precision)
 eleven = torch.linspace(0, 1, 11, dtype=torch.float64)  # VOC2007's 11 points
 ap11 = float(torch.stack([envelope[recall >= r].max() if (recall >= r).any() else torch.tensor(0.0, dtype=torch.float64)
                           for r in eleven]).mean())  # fmt: skip
@@ -568,7 +571,7 @@ print(
 #   2010+ integrates it exactly; COCO samples 101 points. On a short, steep curve the three differ by points.
 # - **Trapezoid integration** of the raw (zig-zag) curve, as `sklearn.metrics.auc` would do, is neither:
 #   it penalises every dip that the monotone envelope forgives.
-# - **Per-image caps.** COCO keeps 100 detections per image: the metric rewards recall, so a post-processing with
+# - **Per-image caps.** COCO keeps the 100 best detections per image and class: the metric rewards recall, so a post-processing with
 #   `max_det=300` scores higher than one with 100 on crowded images — and `mar_1`, `mar_10` measure exactly this.
 #   Compare detectors only with the same cap.
 # - **Crowd regions.** COCO's `iscrowd` boxes are ignored regions: a detection inside one is neither TP nor FP, and

@@ -30,6 +30,7 @@ from course import arena_dir, check, hint
 from course.reference import ch10
 from course.resources import COURSE_ARENA, trained_detector
 from detector.assigner import TaskAlignedAssigner
+from detector.losses import build_assigner
 from detector.boxes import ltrb_to_xyxy
 from detector.data import CocoDetection, collate, eval_transforms, pad_targets
 from detector.config import load_config
@@ -177,12 +178,12 @@ plt.show()
 #
 # Many detection failures are decided before the first gradient: a GT that no grid point is assigned to is never
 # learnt. The assignment map shows, for one image, which points the assigner makes positive and for which GT.
-# The Task-Aligned Assigner (Chapter 6) reads the model's current predictions, so the map of a trained model is
-# the one its last training steps saw.
+# The Task-Aligned Assigner (Chapter 6) reads the model's current predictions, so the map shows where the
+# assigner would put the positives for this model now (its EMA weights, with the assigner its config trains with).
 #
 # **Exercise 10.3** — write `assigned_points`: run the model's outputs of **one** image through the assigner
-# exactly as `DetectionLoss` does (Chapter 8's training step; `detector/losses.py`), and return the positive
-# points.
+# exactly as `DetectionLoss.forward` does (`detector/losses.py`): class probabilities and decoded boxes, both
+# detached, and the padded targets; return the positive points.
 
 
 # %%
@@ -194,7 +195,9 @@ def assigned_points(outputs, target: dict, assigner: TaskAlignedAssigner) -> tup
             [1, N, 4]``, ``points [N, 2]``, ``strides [N]``).
         target: ``boxes [M, 4]`` xyxy, ``labels [M]``.
         assigner: called as ``assigner(pred_scores, pred_boxes, points, gt_labels, gt_boxes, gt_mask, strides)``
-            → ``AssignResult`` with ``fg_mask [1, N]`` and ``gt_index [1, N]``.
+            → ``AssignResult`` with ``fg_mask [1, N]`` and ``gt_index [1, N]``; ``pred_scores [1, N, C]`` are the
+            probabilities ``sigmoid(cls_logits)`` and ``pred_boxes [1, N, 4]`` the decoded xyxy boxes
+            (``ltrb_to_xyxy``), both detached; the targets padded as for the loss (``pad_targets``).
 
     Returns:
         ``points [P, 2]``, ``gt_index [P]`` (index into ``target["boxes"]``) and ``strides [P]`` of the P positives.
@@ -222,7 +225,7 @@ heads = [int((t["labels"] % 2 == 1).sum()) for t in targets]  # labels 1 and 3 a
 index = max(range(len(targets)), key=lambda i: heads[i])
 with torch.no_grad():
     outputs = model(images[index][None])
-points, gt_index, strides = assigned_points(outputs, targets[index], TaskAlignedAssigner(len(class_names)))
+points, gt_index, strides = assigned_points(outputs, targets[index], build_assigner(len(class_names), trained.config.loss))
 level_strides = sorted(int(s) for s in outputs.strides.unique())
 print(
     f"the model's levels have strides {level_strides}: the finest puts a point every {level_strides[0]} pixels"
@@ -252,7 +255,7 @@ plt.show()
 
 # %%
 unassigned, by_side = 0, []
-assigner = TaskAlignedAssigner(len(class_names))
+assigner = build_assigner(len(class_names), trained.config.loss)
 for start in range(0, len(images), 12):
     with torch.no_grad():
         outputs = model(images[start : start + 12])
@@ -280,7 +283,8 @@ for low, high in zip(bins[:-1], bins[1:], strict=True):
 #
 # Following Hoiem et al. ("Diagnosing Error in Object Detectors", ECCV 2012; the TIDE toolbox is its modern
 # form), take the detections above an operating score (0.25), match them to the GT in score order as COCO does at
-# IoU 0.5 (Chapter 9: each detection takes the unmatched GT **of its class** it overlaps most, if IoU ≥ 0.5), and
+# IoU 0.5 (Chapter 9: each detection takes the unmatched GT **of its class** it overlaps most, if IoU ≥ 0.5; on
+# an exact IoU tie the first GT wins here, the later one in pycocotools), and
 # give every unmatched detection the first type that fits:
 #
 # 1. **duplicate**: IoU ≥ 0.5 with a GT of its class that an earlier detection already took;
@@ -433,8 +437,8 @@ display(
 )
 
 # %% [markdown]
-# Recall by object size and class — the fraction of GTs found at IoU 0.5, score > 0.25 — next to how many GTs
-# there are:
+# Recall by object size and class — the fraction of GTs found at IoU 0.5, score > 0.25 (an upper bound: no
+# one-to-one matching) — next to how many GTs there are:
 
 # %%
 found, sides, labels = [], [], []
@@ -502,14 +506,15 @@ print(
 # %% [markdown]
 # ### Reading the diagnosis
 #
-# With the short course run the counts are large; a `make train` model makes every count smaller, and the
+# With the short course run the counts are large; a `make train` model makes every error count smaller, and the
 # printed numbers show where this one stands. What to look for:
 #
 # - **Far heads are missed first.** Recall falls with the object's size (the bar chart), and heads are the
 #   smallest objects. Part of that is learnable (more training), part is structural: a GT smaller than the finest
 #   stride may contain no grid point and then never becomes a training target (the assignment table above).
 # - **Localisation errors** — the right object, a box that is too loose — are a common FP type of a young model;
-#   AP at IoU 0.75 (Chapter 9) punishes exactly these.
+#   AP50 counts them as FPs already; AP at IoU 0.75 (Chapter 9) also punishes the boxes with IoU 0.5–0.75 that this
+#   breakdown calls true positives.
 # - **Duplicates**: a young model's boxes on one object vary so much that two of them can overlap less than NMS's
 #   IoU threshold and both survive; they become rare as the boxes tighten.
 # - **Wrong class** errors: look in the confusion matrix for body ↔ head confusions (a head box on a small
@@ -551,22 +556,23 @@ print(
 # internet access, `model.pretrained=timm` (downloaded through timm's hub only when you ask for it).
 #
 # The **halo recipe** on a GPU — the seed's ResNet-50, 640 px, Adam 1e-3, cosine, 30 epochs, with this course's
-# assigner, losses, EMA and AMP:
+# assigner, losses, EMA and AMP, and YOLOv8's mosaic/scale/translate augmentation:
 #
 # ```bash
 # detector train --config halo_r50 --data datasets/halo-infinite-angel-videogame model.pretrained=weights/resnet50.pth
 # torchrun --nproc_per_node 4 -m detector train --config halo_r50 --data datasets/halo-infinite-angel-videogame
 # ```
 #
-# What to expect: the first notebook implementation reached test mAP 0.243 / mAP50 0.619 on this recipe; published
-# YOLOv8 numbers are mAP50 0.935. The runner prints the per-class AP table at the end and writes `curves.png` and
-# `predictions.png` into `runs/<name>/`; the benchmarks page of the site has our measured numbers. The heads of
+# The runner prints the per-class AP table at the end and writes `curves.png`, `predictions.png` and
+# `train_batch.jpg` into `runs/<name>/`; no halo run is recorded here yet (the benchmarks page of the site measures
+# the arena and the chess export). The heads of
 # the halo data set are small, like the arena's: run this chapter's error breakdown and assignment map on your run
 # (`detector.visualize.error_breakdown`, `confusion_matrix`) before changing the recipe.
 #
 # ## What the package does differently
 #
-# - `detector.visualize` draws with the same torchvision primitive but builds figures without pyplot
+# - `detector.visualize` draws with PIL rather than torchvision's `draw_bounding_boxes` (line width and font scale
+#   with the image; captions that would overlap a better one are left out) and builds figures without pyplot
 #   (`matplotlib.figure.Figure`), so a training loop can save one per epoch without touching a notebook's backend;
 #   `predictions_grid` is what the Runner saves as `predictions.png`.
 # - Its `error_breakdown` also counts by class and size, follows COCO for crowd regions (detections on them are
@@ -612,6 +618,6 @@ print(
 
 # %% [markdown] tags=["answer"] jupyter={"source_hidden": true}
 # **Answer.** From the cost of the errors, on a validation set: sweep the threshold and, for each, count the
-# friendly → enemy confusions (a column of the confusion matrix) and the enemies found; pick the lowest threshold
+# friendly → enemy confusions (the cells of rows friendly/friendly-head in the enemy columns) and the enemies found; pick the lowest threshold
 # at which friendly-as-enemy stays at zero (with margin: a held-out set, a confidence bound), and accept the
 # enemies it misses. A per-class threshold (stricter for "enemy") does this better than one global number.

@@ -69,3 +69,37 @@ def interpolated_ap(precision: Tensor, recall: Tensor) -> float:
         envelope[i - 1] = max(envelope[i - 1], envelope[i])
     indices = np.searchsorted(recall.double().numpy(), RECALL_THRESHOLDS.numpy(), side="left")
     return float(np.mean([envelope[i] if i < len(envelope) else 0.0 for i in indices]))
+
+
+def monotone_envelope(precision: Tensor) -> Tensor:
+    """``[K]`` → ``[K]``: at each rank, the best precision at that recall or beyond (what AP integrates)."""
+    return precision.flip(0).cummax(0).values.flip(0)
+
+
+def class_curves(
+    predictions: list[dict],
+    targets: list[dict],
+    label: int,
+    threshold: float,
+    steps: dict,
+    max_detections: int = 100,
+) -> tuple[Tensor, Tensor, float]:
+    """PR curve and AP of one class at one IoU threshold, size range "all", no ignored GTs (the figures of §7).
+
+    ``steps`` holds the chapter's exercises (``match_detections``, ``precision_recall``, ``interpolated_ap``),
+    so the figures are drawn by the learner's own code. Each image keeps its ``max_detections`` best.
+    """
+    from torchvision.ops import box_iou
+
+    scores, is_tp, num_gt = [], [], 0
+    for prediction, target in zip(predictions, targets, strict=True):
+        keep = prediction["labels"] == label
+        order = prediction["scores"][keep].sort(descending=True, stable=True).indices[:max_detections]
+        gt_boxes = target["boxes"][target["labels"] == label].double()
+        iou = box_iou(prediction["boxes"][keep][order].double(), gt_boxes)
+        matched, _ = steps["match_detections"](iou, torch.zeros(len(gt_boxes), dtype=torch.bool), threshold)
+        scores.append(prediction["scores"][keep][order])
+        is_tp.append(matched >= 0)
+        num_gt += len(gt_boxes)
+    precision, recall = steps["precision_recall"](torch.cat(scores), torch.cat(is_tp), max(num_gt, 1))
+    return precision, recall, steps["interpolated_ap"](precision, recall)

@@ -62,3 +62,20 @@ def test_the_postprocessing_the_prose_names_are_the_predict_arguments():
 def test_no_stale_numbers():
     for stale in ("60 validation images", "~0.2 s", "~1.8 s", "about 90 seconds", "top 1000 pairs"):
         assert stale not in TEXT, f"chapter 9 still says {stale!r}"
+
+
+def test_one_hit_at_half_recall_has_ap_51_over_101_as_the_prose_says():
+    from course.reference import ch09
+
+    assert "$51/101 \\approx\n# 0.505$" in TEXT
+    one_hit = ch09.interpolated_ap(
+        torch.tensor([1.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    )
+    assert one_hit == 51 / 101
+
+
+def test_the_reference_figures_envelope_is_the_best_precision_at_or_beyond_each_rank():
+    from course.reference import ch09
+
+    precision = torch.tensor([1.0, 0.5, 0.67, 0.5, 0.6], dtype=torch.float64)
+    assert ch09.monotone_envelope(precision).tolist() == [1.0, 0.67, 0.67, 0.6, 0.6]
