@@ -19,18 +19,16 @@ and every run has the same single core, so the budgets stay equal.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.common import Recorder, add_threads_argument, result_path, set_threads
+from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
 from benchmarks.peers import train_curve
 from detector.data import ensure_arena
 
@@ -50,25 +48,15 @@ def run(loss: str, seed: int, data: str, args: argparse.Namespace, out: Path) ->
     if args.smoke:
         overrides.update({"data.image_size": SMOKE["image_size"], "data.batch_size": SMOKE["batch"],
                           "data.workers": 0, "data.root": str(args.smoke_root), "data.arena": None})  # fmt: skip
-    curve = train_curve(args.config, overrides, out, f"{Path(data).name}_{loss}_{seed}")
+    curve, _ = train_curve(args.config, overrides, out, f"{Path(data).name}_{loss}_{seed}")
     return {"loss": loss, "seed": seed, "data": data, "final": curve[-1], "curve": curve}
-
-
-def _pin_to_a_core(cores: multiprocessing.Queue) -> None:
-    """Pool initializer: this worker process takes one free core and one torch thread."""
-    os.sched_setaffinity(0, {cores.get()})
-    torch.set_num_threads(1)
 
 
 def run_all(jobs: list[tuple[str, int, str]], args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     """Every ``(loss, seed, data)`` run, ``args.lanes`` at a time (one pinned core each), in ``jobs`` order."""
     if args.lanes == 1:
         return [run(*job, args, out) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    cores = context.Queue()
-    for core in sorted(os.sched_getaffinity(0))[: args.lanes]:
-        cores.put(core)
-    with ProcessPoolExecutor(args.lanes, context, initializer=_pin_to_a_core, initargs=(cores,)) as pool:
+    with pinned_pool(args.lanes) as pool:
         return list(pool.map(run, *zip(*jobs, strict=True), [args] * len(jobs), [out] * len(jobs)))
 
 

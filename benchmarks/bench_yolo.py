@@ -18,6 +18,9 @@ models are built from their YAML (random init), ``YOLO_OFFLINE=1``, plots off.
     python -m benchmarks.bench_yolo --data data/arena --imgsz 320 --minutes 10        # arena
     python -m benchmarks.bench_yolo --data ../shared/datasets/chess-pieces --imgsz 416 --minutes 30
     python -m benchmarks.bench_yolo --smoke                                            # a tiny arena, seconds
+
+``--lanes N`` trains N contenders side by side, each in a process pinned to its own core with one thread and
+its batches loaded in that process (``--workers 0``): the same budget for each, N times the contenders per hour.
 """
 
 from __future__ import annotations
@@ -34,14 +37,17 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Recorder, add_threads_argument, result_path, set_threads
+from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
 from benchmarks.peers import train_curve
+from detector.api import load
 from detector.data import CocoDetection, ensure_arena
-from detector.metrics import coco_map
+from detector.metrics import coco_map, per_class_ap
+from detector.visualize import predictions_grid
 
 PEERS = {"yolov8n": "yolov8n.yaml", "yolo11n": "yolo11n.yaml"}
 # ultralytics' own validation settings (DetectionValidator): every box down to conf 0.001, NMS IoU 0.7
 YOLO_CONF, YOLO_IOU, MAX_DET = 0.001, 0.7, 100
+PICTURE_IMAGES = 4  # validation images in each contender's predictions picture
 SMOKE = {"image_size": 96, "n_train": 8, "n_valid": 4, "minutes": 0.3, "batch": 4}
 
 
@@ -90,8 +96,8 @@ def ground_truth(split: CocoDetection) -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def score_yolo_weights(weights: Path, split: CocoDetection, imgsz: int) -> dict[str, float]:
-    """COCO metrics of a YOLO checkpoint on ``split`` (its own letterbox and NMS, boxes in original pixels)."""
+def yolo_predictions(weights: Path, split: CocoDetection, imgsz: int) -> list[dict[str, torch.Tensor]]:
+    """A YOLO checkpoint's detections on every image of ``split`` (its own letterbox and NMS, original pixels)."""
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
@@ -108,7 +114,27 @@ def score_yolo_weights(weights: Path, split: CocoDetection, imgsz: int) -> dict[
                 "labels": boxes.cls.cpu().long(),
             }
         )
-    return coco_map(predictions, ground_truth(split))
+    return predictions
+
+
+def final_report(
+    predictions: list[dict[str, torch.Tensor]], split: CocoDetection, picture: Path | None
+) -> dict[str, Any]:
+    """Per-class AP of a contender's final model (``{"per_class": {name: {"ap", "ap50"}}, "picture": file name}``),
+    and its predictions on the first :data:`PICTURE_IMAGES` validation images drawn into ``picture`` (PNG; the
+    same images for every contender)."""
+    gts = ground_truth(split)
+    per_class = per_class_ap(predictions, gts, len(split.class_names))
+    if picture is not None:
+        count = min(PICTURE_IMAGES, len(split))
+        images = [split[index][0] for index in range(count)]
+        figure = predictions_grid(images, predictions[:count], gts[:count], split.class_names, ncols=count)
+        figure.savefig(picture, dpi=110)
+    return {
+        "per_class": {name: {"ap": ap, "ap50": ap50} for name, ap, ap50 in
+                      zip(split.class_names, per_class["ap"], per_class["ap50"], strict=True)},
+        "picture": picture.name if picture is not None else None,
+    }  # fmt: skip
 
 
 def train_yolo_isolated(
@@ -145,7 +171,8 @@ def train_yolo(
         snapshot = run_dir / "weights" / f"epoch{epoch}.pt"
         if not snapshot.exists():  # the final epoch is last.pt
             snapshot = run_dir / "weights" / "last.pt"
-        metrics = score_yolo_weights(snapshot, split, args.imgsz)
+        predictions = yolo_predictions(snapshot, split, args.imgsz)
+        metrics = coco_map(predictions, ground_truth(split))
         curve.append({"epoch": epoch, "train_seconds": float(row["time"]), **metrics})
         print(
             f"  {peer:<8} epoch {epoch:>3}  {float(row['time']) / 60:6.2f} min  mAP {metrics['map']:.4f}",
@@ -155,6 +182,7 @@ def train_yolo(
         "label": f"ultralytics {peer} (from scratch)",
         "curve": curve,
         "final": curve[-1] if curve else {},
+        **(final_report(predictions, split, picture_path(args, peer)) if curve else {}),
     }
 
 
@@ -165,8 +193,44 @@ def train_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "data.val_split": args.val_split, "data.image_size": args.imgsz, "data.batch_size": args.batch,
         "data.workers": args.workers, "train.max_minutes": args.minutes, "seed": args.seed,
     }  # fmt: skip
-    curve = train_curve(args.config, overrides, out, "ours")
-    return {"label": f"ours (detector, {args.config})", "curve": curve, "final": curve[-1] if curve else {}}
+    curve, run_dir = train_curve(args.config, overrides, out, "ours")
+    split = CocoDetection(Path(args.data) / args.val_split)
+    model = load(run_dir / "last.pt")  # the final weights (EMA), as the curve's last point scored them
+    predictions = [
+        {"boxes": d.boxes, "scores": d.scores, "labels": d.labels}
+        for d in model.predict([str(f) for f in split.files], conf=model.config.eval.score_thresh)
+    ]
+    return {"label": f"ours (detector, {args.config})", "curve": curve, "final": curve[-1] if curve else {},
+            **final_report(predictions, split, picture_path(args, "ours"))}  # fmt: skip
+
+
+def picture_path(args: argparse.Namespace, contender: str) -> Path | None:
+    """Where a contender's predictions picture goes: next to the results JSON (none for a smoke run)."""
+    if args.smoke and args.out is None:
+        return None
+    out = args.out or result_path("yolo", torch.device("cpu"), args.smoke, None)
+    return out.with_name(f"{out.stem}_{contender}.png")
+
+
+def train_all(
+    args: argparse.Namespace, data_yaml: Path, out: Path, val_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Every contender of ``args.peers``: one after the other, or ``args.lanes`` side by side (pinned cores)."""
+    if args.lanes == 1:
+        return {
+            peer: train_ours(args, out)
+            if peer == "ours"
+            else train_yolo_isolated(peer, data_yaml, args, out, val_dir)
+            for peer in args.peers
+        }
+    with pinned_pool(args.lanes) as pool:  # every worker is a fresh process: ultralytics' patch stays in it
+        futures = {
+            peer: pool.submit(train_ours, args, out)
+            if peer == "ours"
+            else pool.submit(train_yolo, peer, data_yaml, args, out, val_dir)
+            for peer in args.peers
+        }
+        return {peer: future.result() for peer, future in futures.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -189,9 +253,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--smoke", action="store_true", help="a tiny arena and a few seconds each; writes nothing"
     )
     add_threads_argument(parser)
+    parser.add_argument("--lanes", type=int, default=1, help="contenders at a time, one pinned core each")
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/yolo.json)")
     args = parser.parse_args(argv)
-    args.threads = 1 if args.smoke else args.threads
+    args.threads = 1 if args.smoke or args.lanes > 1 else args.threads
+    if args.lanes > 1:
+        args.workers = 0  # each lane's one core loads its own batches
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_yolo_") as tmp:
         tmp = Path(tmp)
@@ -214,16 +281,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
         settings["threads"] = torch.get_num_threads()
         recorder = Recorder(
-            "bench_yolo", list(argv or []), torch.device("cpu"), args.smoke, settings, configs=()
+            "bench_yolo", list(argv or []), torch.device("cpu"), args.smoke, settings, configs=(args.config,)
         )
         data_yaml, _ = write_yolo_dataset(Path(args.data), tmp / "yolo", args.train_split, args.val_split)
         val_dir = Path(args.data) / args.val_split
-        results = {
-            peer: train_ours(args, tmp / "runs")
-            if peer == "ours"
-            else train_yolo_isolated(peer, data_yaml, args, tmp / "runs", val_dir)
-            for peer in args.peers
-        }
+        results = train_all(args, data_yaml, tmp / "runs", val_dir)
     return recorder.write(
         {"contenders": results}, result_path("yolo", torch.device("cpu"), args.smoke, args.out)
     )

@@ -63,23 +63,25 @@ def ours_config(recipe: str = "default", overrides: list[str] | None = None) -> 
 
 def train_curve(
     config: str | Config, overrides: dict[str, Any], out_dir: Path, name: str
-) -> list[dict[str, Any]]:
-    """Run ``detector.train`` (validation after every epoch) and return its learning curve.
+) -> tuple[list[dict[str, Any]], Path]:
+    """Run ``detector.train`` (validation after every epoch); its learning curve and run directory.
 
     Returns:
-        one point per epoch: ``epoch``, ``train_seconds`` (the run's clock, evaluations included, which only
-        costs ours) and the validation metrics (``map``, ``map_50``, …).
+        the curve, one point per epoch: ``epoch``, ``train_seconds`` (the run's clock, evaluations included,
+        which only costs ours) and the validation metrics (``map``, ``map_50``, …); and the run directory
+        (``last.pt``, ``best.pt``, logs).
     """
     from detector.api import train
 
     settings = {**overrides, "train.eval_every": 1, "train.out_dir": str(out_dir), "name": name}
     result = train(config, settings)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [
+    curve = [
         {"epoch": r["epoch"], "train_seconds": r["elapsed_seconds"],
          **{key.removeprefix("val_"): value for key, value in r.items() if key.startswith("val_")}}
         for r in records if "val_map" in r
     ]  # fmt: skip
+    return curve, result.run_dir
 
 
 def amp_dtype_for(device: torch.device, train: TrainConfig | None = None) -> torch.dtype | None:

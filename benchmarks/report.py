@@ -207,9 +207,24 @@ def section_yolo(record: dict[str, Any]) -> str:
             listed = ", ".join(f"{minutes:.1f} min: {value:.2f}×" for minutes, value in ratios) or "–"
             lines.append([f"ours / {name}", listed])
         text += "\n\n" + _table(["mAP ratio at equal wall-clock", "at each of our evaluations"], lines, "ll")
+    with_classes = {name: row for name, row in contenders.items() if row.get("per_class")}
+    if with_classes:
+        classes = list(next(iter(with_classes.values()))["per_class"])
+        rows = [[name, *(f"{row['per_class'][name]['ap50']:.3f} / {row['per_class'][name]['ap']:.3f}"
+                         for row in with_classes.values())] for name in classes]  # fmt: skip
+        text += "\n\nFinal model, per class (AP50 / AP):\n\n" + _table(["class", *with_classes], rows)
+    for row in contenders.values():
+        if row.get("picture"):
+            text += f"\n\n![{row['label']}: validation predictions]({SITE_PLOT_DIR}/{row['picture']})"
     settings = record["settings"]
+    lanes = settings.get("lanes", 1)
+    cores = (
+        f"each on one pinned core ({lanes} side by side)"
+        if lanes > 1
+        else f"{settings['threads']} CPU threads"
+    )
     text += (f"\n\nData `{settings['data']}`, {settings['imgsz']} px, batch {settings['batch']}, "
-             f"{settings['threads']} CPU threads, {settings['minutes']} min each.")  # fmt: skip
+             f"{cores}, {settings['minutes']} min each.")  # fmt: skip
     return text
 
 
@@ -243,6 +258,9 @@ def section_loss(record: dict[str, Any]) -> str:
 NOT_IN_MAKE_BENCH = {
     "loss": "run `python -m benchmarks.bench_loss` (4 losses × 2 seeds × the budget)",
     "yolo": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo`',
+    "yolo_chess": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
+    "--data ../shared/datasets/chess-pieces --imgsz 416 --config roboflow_cpu --out "
+    "benchmarks/results/yolo_chess.json`",
 }
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
@@ -252,7 +270,8 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("COCO evaluation (row 4)", "eval", section_eval),
     ("Data loading (row 5)", "data", section_data),
     ("Quality at equal training time", "quality", section_quality),
-    ("Against ultralytics YOLO at equal wall-clock", "yolo", section_yolo),
+    ("Against ultralytics YOLO at equal wall-clock: the arena", "yolo", section_yolo),
+    ("Against ultralytics YOLO at equal wall-clock: the chess export", "yolo_chess", section_yolo),
     ("Classification loss ablation", "loss", section_loss),
     ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
 ]

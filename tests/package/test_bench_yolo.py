@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 import pytest
@@ -56,3 +57,46 @@ def test_smoke_run_trains_and_scores_yolov8n(tmp_path):
     curve = record["contenders"]["yolov8n"]["curve"]
     assert curve and all(0.0 <= point["map"] <= 1.0 for point in curve)
     assert [p["train_seconds"] for p in curve] == sorted(p["train_seconds"] for p in curve)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="the optional bench extra")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two lanes need two cores")
+def test_two_lanes_train_ours_and_yolov8n_side_by_side(tmp_path):
+    record = bench_yolo.main(
+        ["--smoke", "--peers", "ours", "yolov8n", "--lanes", "2", "--out", str(tmp_path / "yolo.json")]
+    )
+    assert set(record["contenders"]) == {"ours", "yolov8n"}
+    assert all(row["curve"] for row in record["contenders"].values())
+    assert record["settings"]["lanes"] == 2 and record["settings"]["workers"] == 0
+    assert record["provenance"]["configs"].keys() == {"arena_cpu"}
+
+
+def test_report_lists_each_contenders_per_class_ap_and_picture():
+    per_class = {"a": {"ap": 0.25, "ap50": 0.5}, "b": {"ap": 0.125, "ap50": 0.75}}
+    curve = [{"train_seconds": 60.0, "map": 0.2, "map_50": 0.4}]
+    record = {
+        "contenders": {
+            "ours": {
+                "label": "ours",
+                "curve": curve,
+                "final": curve[-1],
+                "per_class": per_class,
+                "picture": "yolo_ours.png",
+            },
+            "yolov8n": {
+                "label": "YOLOv8n",
+                "curve": curve,
+                "final": curve[-1],
+                "per_class": {"a": {"ap": 0.0, "ap50": 0.0}, "b": {"ap": 0.1, "ap50": 0.2}},
+                "picture": "yolo_yolov8n.png",
+            },
+        },  # fmt: skip
+        "settings": {"data": "x", "imgsz": 320, "batch": 8, "threads": 1, "minutes": 1.0, "lanes": 2},
+    }
+    text = report.section_yolo(record)
+    assert "| class | ours | yolov8n |" in text
+    assert "| a | 0.500 / 0.250 | 0.000 / 0.000 |" in text and "| b | 0.750 / 0.125 | 0.200 / 0.100 |" in text
+    assert "![ours: validation predictions](benchmarks/yolo_ours.png)" in text
+    assert "![YOLOv8n: validation predictions](benchmarks/yolo_yolov8n.png)" in text
+    assert "each on one pinned core (2 side by side)" in text
