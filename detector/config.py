@@ -139,8 +139,8 @@ class LossConfig:
     """Loss recipe (Chapter 7). The shipped config ``seed`` holds the first notebook implementation's."""
 
     # qfl, varifocal, bce: minimum at the soft target; focal: not (Chapter 7); bce_positives: the seed's one-hot
-    # BCE on the positives only
-    cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "focal"
+    # BCE on the positives only. varifocal: the best calibrated loss of the ablation (benchmarks/bench_loss.py)
+    cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "varifocal"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"
     cls_weight: float = field(default=1.0, metadata=bounds(low=0.0))

@@ -3,10 +3,11 @@
 :class:`DetectionLoss` runs the assigner on the model's (detached) predictions, then sums three terms, each
 normalised by the sum of the soft target scores (clamped at 1, as in YOLOv8/PP-YOLOE):
 
-- ``cls``: a loss of ``cls_logits`` towards the soft targets over all points: ``qfl`` (Quality Focal Loss, Li et al.
-  2020), ``varifocal`` (Zhang et al. 2021), plain ``bce`` — the three whose per-element minimum is at the soft
-  target — or ``focal`` (Lin et al. 2017, torchvision's ``sigmoid_focal_loss``), whose minimum is not: with
-  γ = 2, α = 0.25 a target of 0.3 is best met by p ≈ 0.12 (Chapter 7 tabulates it);
+- ``cls``: a loss of ``cls_logits`` towards the soft targets over all points: ``varifocal`` (Zhang et al. 2021,
+  the default: the best of the three calibrated losses in ``benchmarks/bench_loss.py``), ``qfl`` (Quality Focal
+  Loss, Li et al. 2020), plain ``bce`` — the three whose per-element minimum is at the soft target — or
+  ``focal`` (Lin et al. 2017, torchvision's ``sigmoid_focal_loss``), whose minimum is not: with γ = 2,
+  α = 0.25 a target of 0.3 is best met by p ≈ 0.12 (Chapter 7 tabulates it);
 - ``box``: an IoU-family loss (DIoU default; GIoU, CIoU) between a positive's predicted box and its GT,
   weighted by its target score;
 - ``obj``: BCE (or focal) of ``obj_logits`` towards the detached IoU of each positive's predicted box with its

@@ -13,12 +13,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
+from detector.config import CONFIG_DIR, LossConfig, load_config
 from detector.losses import quality_focal_loss, varifocal_loss
 
 # A fine grid of probabilities in (0, 1), as logits: the argmin is resolved to 1e-4.
 PROBS = torch.linspace(1e-4, 1 - 1e-4, 9999, dtype=torch.float64)
 LOGITS = torch.logit(PROBS)
 TARGETS = [0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95]
+CALIBRATED = ("qfl", "varifocal", "bce")  # the losses whose minimum is the target
 
 LOSSES = {
     "qfl": lambda logits, t: quality_focal_loss(logits, t),
@@ -33,7 +35,7 @@ def argmin_probability(name: str, target: float) -> float:
     return PROBS[losses.argmin()].item()
 
 
-@pytest.mark.parametrize("name", ["qfl", "varifocal", "bce"])
+@pytest.mark.parametrize("name", CALIBRATED)
 @pytest.mark.parametrize("target", TARGETS)
 def test_calibrated_losses_have_their_minimum_at_the_soft_target(name, target):
     assert argmin_probability(name, target) == pytest.approx(target, abs=2e-4)
@@ -70,3 +72,13 @@ def test_qfl_reductions_and_gradient_at_the_target_vanish():
     assert quality_focal_loss(logits, targets + 0.05, reduction="mean").item() > 0
     with pytest.raises(ValueError, match="reduction"):
         quality_focal_loss(logits, targets, reduction="max")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "seed"))
+def test_every_shipped_config_but_the_seed_trains_with_a_calibrated_loss(name):
+    """Issue 12: the default classification loss has its optimum at the soft target (``seed`` keeps the first
+    notebook's recipe, ``bce_positives``, on purpose)."""
+    assert LossConfig().cls in CALIBRATED
+    assert load_config(name).loss.cls in CALIBRATED, (
+        f"{name}.yaml trains with loss.cls={load_config(name).loss.cls}"
+    )

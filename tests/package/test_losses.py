@@ -73,7 +73,7 @@ def test_focal_with_soft_targets_matches_hand_computation():
     cross_entropy = -(target * math.log(p) + (1 - target) * math.log(1 - p))
     p_t = p * target + (1 - p) * (1 - target)
     expected = cross_entropy * (1 - p_t) ** gamma * (alpha * target + (1 - alpha) * (1 - target))
-    loss = DetectionLoss(1).cls_loss(logit, assigned)
+    loss = DetectionLoss(1, LossConfig(cls="focal")).cls_loss(logit, assigned)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     # Varifocal: BCE · q at a positive, BCE(p, 0) · 0.75 · p^gamma at a negative.
     assert varifocal_loss(logit, torch.tensor([[[target]]])).item() == pytest.approx(
