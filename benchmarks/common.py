@@ -229,6 +229,9 @@ class Recorder:
         self.smoke = smoke
         self.settings = settings
         self.load_start = load_average()
+        self.provenance = provenance(
+            self.configs, self.varied
+        )  # the code and configs as the benchmark starts
         self.started = time.perf_counter()
         print(f"[{name}] device {device}; load average (1/5/15 min) at start: {self.load_start}", flush=True)
 
@@ -246,7 +249,7 @@ class Recorder:
             "load_average_end": load_end,
             "wall_seconds": time.perf_counter() - self.started,
             "settings": self.settings,
-            "provenance": provenance(self.configs, self.varied),
+            "provenance": self.provenance,
             **results,
         }
 
@@ -273,10 +276,12 @@ def result_path(stem: str, device: torch.device, smoke: bool, out: Path | None) 
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
-    """Atomically write ``data`` as indented JSON (temp file + rename)."""
+    """Atomically write ``data`` as indented strict JSON (temp file + rename; ``null`` for NaN or infinity)."""
+    from detector.inference import strict_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.write_text(json.dumps(strict_json(data), indent=2, default=float, allow_nan=False) + "\n")
     tmp.replace(path)
 
 

@@ -186,6 +186,13 @@ def _map_at(curve: list[dict[str, Any]], seconds: float) -> float | None:
     return done[-1] if done else None
 
 
+def _ap_pair(ap: dict[str, float | None]) -> str:
+    """``"AP50 / AP"`` of one class; "n/a" where the class has no GT in the split (AP undefined: null)."""
+    if ap["ap50"] is None or ap["ap"] is None or not math.isfinite(ap["ap50"]):
+        return "n/a"
+    return f"{ap['ap50']:.3f} / {ap['ap']:.3f}"
+
+
 def section_yolo(record: dict[str, Any]) -> str:
     contenders = record["contenders"]
     rows = [[row["label"], len(row["curve"]), f"{row['final'].get('map', float('nan')):.4f}",
@@ -210,8 +217,9 @@ def section_yolo(record: dict[str, Any]) -> str:
     with_classes = {name: row for name, row in contenders.items() if row.get("per_class")}
     if with_classes:
         classes = list(next(iter(with_classes.values()))["per_class"])
-        rows = [[name, *(f"{row['per_class'][name]['ap50']:.3f} / {row['per_class'][name]['ap']:.3f}"
-                         for row in with_classes.values())] for name in classes]  # fmt: skip
+        rows = [
+            [name, *(_ap_pair(row["per_class"][name]) for row in with_classes.values())] for name in classes
+        ]
         text += "\n\nFinal model, per class (AP50 / AP):\n\n" + _table(["class", *with_classes], rows)
     for row in contenders.values():
         if row.get("picture"):

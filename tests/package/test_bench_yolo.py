@@ -100,3 +100,9 @@ def test_report_lists_each_contenders_per_class_ap_and_picture():
     assert "![ours: validation predictions](benchmarks/yolo_ours.png)" in text
     assert "![YOLOv8n: validation predictions](benchmarks/yolo_yolov8n.png)" in text
     assert "each on one pinned core (2 side by side)" in text
+
+
+def test_report_says_n_a_for_a_class_without_ground_truth():
+    assert report._ap_pair({"ap": None, "ap50": None}) == "n/a"
+    assert report._ap_pair({"ap": float("nan"), "ap50": float("nan")}) == "n/a"
+    assert report._ap_pair({"ap": 0.25, "ap50": 0.5}) == "0.500 / 0.250"

@@ -84,3 +84,16 @@ def test_page_flags_stale_sections_loudly_and_leaves_current_ones_alone(tmp_path
     assert page.startswith('!!! danger "Stale')
     assert "1 section(s) were measured on configs that no longer ship (Assigner (row 3))" in page
     assert page.count('!!! danger "Stale') == 2  # the page's banner and the section's
+
+
+def test_results_are_strict_json_and_record_the_commit_of_the_start(tmp_path, monkeypatch):
+    from benchmarks import common
+
+    monkeypatch.setattr(common, "git_commit", lambda: "start")
+    recorder = common.Recorder("bench_x", [], common.torch.device("cpu"), False, {}, configs=())
+    monkeypatch.setattr(common, "git_commit", lambda: "end")
+    path = tmp_path / "x.json"
+    record = recorder.write({"per_class": [float("nan"), 0.5]}, path)
+    assert record["provenance"]["commit"] == "start"
+    assert json.loads(path.read_text())["per_class"] == [None, 0.5]
+    assert "NaN" not in path.read_text()
