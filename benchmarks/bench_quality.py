@@ -5,7 +5,7 @@ pauses the clock) on the ``arena_cpu`` data (train split, 320 px, batch 8, same 
 evaluated on the same validation split with the same :func:`detector.metrics.coco_map` (predictions and GT
 mapped back to the original images with ``unletterbox_boxes``, as ``detector eval`` does):
 
-- ``ours``: ``detector`` with the default recipe (TAL, focal, DIoU, IoU-aware objectness);
+- ``ours``: ``detector`` with the default recipe (TAL, the default ``loss.cls``, DIoU, IoU-aware objectness);
 - ``ours_seed``: the same model with the seed recipe (per-level assignment, BCE on positives, focal
   objectness, weights 1/1/5: the loss section of the ``seed`` config);
 - ``fcos``: torchvision FCOS ResNet-18-FPN (256 channels, P3–P7) with its own losses;

@@ -58,6 +58,11 @@ def _table(header: list[str], rows: list[list[Any]], align: str | None = None) -
     return "\n".join(lines)
 
 
+def _fixed(value: float | None, digits: int) -> str:
+    """``value`` with ``digits`` decimals; "–" for a value the result could not define (null, NaN, infinite)."""
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.0f}" if seconds is not None and math.isfinite(seconds) else "–"
 
@@ -158,9 +163,9 @@ def section_quality(record: dict[str, Any]) -> str:
     rows = []
     for name, row in record["contenders"].items():
         final = row["final"]
-        relative = record["map_relative_to_fcos"].get(name, float("nan"))
+        relative = record["map_relative_to_fcos"].get(name)
         rows.append([row["label"], f"{row['parameters'] / 1e6:.1f} M", row["steps"], f"{row['images_per_second']:.1f}"]
-                    + [f"{final[k]:.3f}" for k in keys] + [f"{relative:.2f}"])  # fmt: skip
+                    + [_fixed(final[k], 3) for k in keys] + [_fixed(relative, 2)])  # fmt: skip
     settings = record["settings"]
     text = _table(
         ["model", "parameters", "steps", "img/s", "mAP", "mAP50", "mAP75", "mAP small", "mAP / FCOS"], rows
