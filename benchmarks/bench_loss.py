@@ -19,7 +19,6 @@ and every run has the same single core, so the budgets stay equal.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -106,8 +105,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if len(args.minutes) not in (1, len(args.data)):
         parser.error(f"--minutes: one value or one per --data ({len(args.data)}), got {len(args.minutes)}")
-    if args.lanes > len(os.sched_getaffinity(0)):
-        parser.error(f"--lanes {args.lanes}: this process may use only {len(os.sched_getaffinity(0))} cores")
     set_threads(1 if args.smoke or args.lanes > 1 else args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_loss_") as tmp:
         if args.smoke:

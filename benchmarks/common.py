@@ -229,9 +229,7 @@ class Recorder:
         self.smoke = smoke
         self.settings = settings
         self.load_start = load_average()
-        self.provenance = provenance(
-            self.configs, self.varied
-        )  # the code and configs as the benchmark starts
+        self.provenance = provenance(self.configs, self.varied)  # the code and configs as it starts
         self.started = time.perf_counter()
         print(f"[{name}] device {device}; load average (1/5/15 min) at start: {self.load_start}", flush=True)
 

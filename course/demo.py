@@ -113,12 +113,11 @@ def draw_batch(data_root: Path, out_dir: Path = DEMO_DIR, seed: int = 0) -> Path
     """:data:`BATCH_NAME`: the first training batch of the arena at ``data_root`` under the augmentation keys of
     :data:`BATCH_RECIPE` (the rest of the data settings from ``arena_cpu``), drawn by :func:`detector.visualize.batch_grid`."""
     import torch
-    from torchvision.io import write_jpeg
 
     from detector.config import load_config
     from detector.data.collate import collate
     from detector.loaders import build_dataset, seed_everything
-    from detector.visualize import batch_grid
+    from detector.visualize import save_batch_grid
 
     recipe = load_config(BATCH_RECIPE).data
     overrides = [f"data.{key}={getattr(recipe, key)}" for key in AUGMENTATION_KEYS]
@@ -129,7 +128,7 @@ def draw_batch(data_root: Path, out_dir: Path = DEMO_DIR, seed: int = 0) -> Path
     images, targets = collate([dataset[int(index)] for index in order])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / BATCH_NAME
-    write_jpeg(batch_grid(images, targets, dataset.class_names), str(path), quality=85)
+    save_batch_grid(path, images, targets, dataset.class_names)
     return path
 
 

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # no pyplot: drawing files must not touch 
 from torch import Tensor
 
 from detector.inference import strict_json
-from detector.visualize import batch_grid
+from detector.visualize import save_batch_grid
 
 CURVE_SMOOTHING = 0.9  # exponential moving average of the per-step loss in the plot (TensorBoard's 0.6-0.99)
 STEPS_FILE = "steps.jsonl"
@@ -66,12 +66,8 @@ class RunLogger:
     def save_batch(
         self, images: Tensor, targets: Sequence[dict[str, Any]], class_names: Sequence[str]
     ) -> None:
-        """``train_batch.jpg``: ``images`` uint8 ``[B, 3, S, S]`` with their target boxes (:func:`batch_grid`)."""
-        from torchvision.io import write_jpeg
-
-        tmp = self.run_dir / "train_batch.tmp.jpg"
-        write_jpeg(batch_grid(images, targets, class_names), str(tmp), quality=90)
-        tmp.replace(self.run_dir / "train_batch.jpg")
+        """``train_batch.jpg``: ``images`` uint8 ``[B, 3, S, S]`` with their target boxes (:func:`~detector.visualize.batch_grid`)."""
+        save_batch_grid(self.run_dir / "train_batch.jpg", images, targets, class_names)
 
     def log_steps(self, first_step: int, rows: list[dict[str, float]]) -> None:
         """Append the rows of steps ``first_step, first_step + 1, …`` to ``steps.jsonl`` (and TensorBoard)."""

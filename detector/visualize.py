@@ -167,6 +167,21 @@ def batch_grid(
     return make_grid(drawn, nrow=min(ncols, len(drawn)), padding=2, pad_value=255)
 
 
+def save_batch_grid(
+    path: str | Path,
+    images: Tensor,
+    targets: Sequence[Mapping[str, Tensor]],
+    class_names: Sequence[str] | None = None,
+) -> None:
+    """:func:`batch_grid` written atomically as a JPEG at ``path`` (a temporary file renamed over it)."""
+    from torchvision.io import write_jpeg
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_jpeg(batch_grid(images, targets, class_names), str(tmp), quality=90)
+    tmp.replace(path)
+
+
 def _draw_boxes(ax: Any, boxes: Tensor, captions: list[str], colors: list[Any], linestyle: str) -> None:
     for (x1, y1, x2, y2), caption, color in zip(boxes.tolist(), captions, colors, strict=True):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5, ls=linestyle))
