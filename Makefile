@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # torch and torchvision as served from this machine's local cache; pyproject.toml keeps ranges for elsewhere.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 CH ?= 1
+# config overrides for `make train`, e.g. make train ARGS="seed=1 train.max_minutes=30"
+ARGS ?=
 NOTEBOOK_DIR := build/notebooks
 PYTEST := $(PY) -m pytest
 # JupyterLab settings shipped with the course: a chapter's .py opens as a notebook (jupytext), its kernel starts.
@@ -19,7 +21,7 @@ LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 .PHONY: help venv train test test-package test-notebooks test-site check hint exercises lab docs serve-docs record-demo bench lint clean
 
 help:
-	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU)"
+	@echo "make train       generate the arena data set and train the detector on it (CPU or GPU); ARGS=\"seed=1\" overrides"
 	@echo "make test        the whole test suite (lint, package, exercises, stubs, chapter sync, notebooks, site)"
 	@echo "make check CH=N  the exercise tests of chapter N against YOUR notebook in chapters/"
 	@echo "make hint EX=N.k the hints of exercise N.k, every level (the check cells show them level by level)"
@@ -41,7 +43,7 @@ $(STAMP): pyproject.toml
 
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning while the loader worker shares the 2 cores
 train: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/detector train --config arena_cpu
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/detector train --config arena_cpu $(ARGS)
 
 test: lint test-package test-notebooks test-site
 
