@@ -1,7 +1,7 @@
 """Benchmark: detection quality under the same wall-clock budget, on the arena data (issue 8).
 
 Four contenders, each trained from scratch for the same training time (``--minutes``, default 10; evaluation
-pauses the clock) on the ``arena_cpu`` data (train split, 320 px, batch 8, same shuffled order), then
+pauses the clock) on the ``arena_cpu`` data (train split, 320 px, the config's batch, same shuffled order), then
 evaluated on the same validation split with the same :func:`detector.metrics.coco_map` (predictions and GT
 mapped back to the original images with ``unletterbox_boxes``, as ``detector eval`` does):
 

@@ -17,6 +17,10 @@ Modes:
 - ``"cls"``: ``p`` (FCOS without centerness, RetinaNet);
 - ``"cls_obj"``: ``p·q``;
 - ``"cls_obj_sqrt"``: ``sqrt(p·q)``.
+
+With an IoU-aware classification loss (``loss.cls: varifocal`` or ``qfl``), ``p`` is itself trained towards
+the IoU of the point's box, so ``"cls"`` already ranks by localisation; the ``arena_cpu`` demo ranks by
+``"cls"``, which scored higher than the fusion on its validation split (issue 12).
 """
 
 from __future__ import annotations
