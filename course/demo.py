@@ -9,6 +9,9 @@
   evaluation), the date, the commit and the machine;
 - ``site/assets/demo/predictions.jpg``: the run's ``predictions.png`` (validation images, GT and predictions).
 
+``python -m course.demo record RUN_DIR OTHER_RUN_DIR...`` also keeps the final validation mAP of runs of the same
+config with other seeds (``make train ARGS="seed=1"``), so the page reports the spread, not one lucky seed.
+
 ``python -m course.demo batch`` draws :data:`BATCH_NAME` for the package guide: a training batch of the arena
 with the augmentation of the GPU recipe (:data:`BATCH_RECIPE`'s mosaic, affine, flip, HSV), as the loader yields it.
 
@@ -23,6 +26,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,8 +64,37 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
-def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
-    """Write ``record.json`` and ``predictions.jpg`` of the finished run in ``run_dir`` into ``out_dir``."""
+def _seed_result(run_dir: Path, fingerprint: str) -> dict[str, Any]:
+    """``{"seed", "step", "map", "map_50"}`` of the finished run in ``run_dir``, whose config must be the pictured
+    run's but for ``seed`` (``fingerprint``: that config's, ``seed`` left out)."""
+    import yaml
+
+    from detector.config import config_fingerprint, config_from_dict
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: not found; `detector train` writes it (did the run finish?)")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    if config_fingerprint(config, ignore=("seed",)) != fingerprint:
+        raise ValueError(
+            f"{config_path}: this run's config differs from the pictured run's in more than `seed`; record only "
+            'runs of one config (make train ARGS="seed=N")'
+        )
+    final = _last_validation(run_dir / "metrics.jsonl")
+    return {
+        "seed": config.seed,
+        "step": final["step"],
+        "map": final["val_map"],
+        "map_50": final["val_map_50"],
+    }
+
+
+def record(run_dir: Path, out_dir: Path = DEMO_DIR, other_seeds: Sequence[Path] = ()) -> dict[str, Any]:
+    """Write ``record.json`` and ``predictions.jpg`` of the finished run in ``run_dir`` into ``out_dir``.
+
+    ``other_seeds``: finished runs of the same config with other seeds; ``record["seeds"]`` lists the final
+    validation mAP of ``run_dir`` and of each of them.
+    """
     import yaml
     from PIL import Image
 
@@ -76,6 +109,9 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not found; `detector train` writes it (did the run finish?)")
     config = yaml.safe_load(config_path.read_text())
+    resolved = config_from_dict(config, source=str(config_path))
+    seed_free = config_fingerprint(resolved, ignore=("seed",))
+    seeds = [_seed_result(Path(run), seed_free) for run in (run_dir, *other_seeds)]
     class_names = list(load_checkpoint(run_dir / "last.pt")["class_names"])
     finished = picture_path.stat().st_mtime
     demo = {
@@ -86,12 +122,13 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR) -> dict[str, Any]:
             "image_size": config["data"]["image_size"],
             "max_minutes": config["train"]["max_minutes"],
         },
-        "config_fingerprint": config_fingerprint(config_from_dict(config, source=str(config_path))),
+        "config_fingerprint": config_fingerprint(resolved),
         "epoch": final["epoch"],
         "step": final["step"],
         "map": final["val_map"],
         "map_50": final["val_map_50"],
         "per_class_ap50": dict(zip(class_names, final["val_per_class_ap50"], strict=True)),
+        "seeds": seeds,
         "train_minutes": (finished - config_path.stat().st_mtime) / 60.0,
         "date": datetime.fromtimestamp(finished, timezone.utc).isoformat(timespec="seconds"),
         "commit": _git("rev-parse", "--short", "HEAD"),
@@ -132,6 +169,14 @@ def draw_batch(data_root: Path, out_dir: Path = DEMO_DIR, seed: int = 0) -> Path
     return path
 
 
+def _describe_seeds(seeds: Sequence[dict[str, Any]]) -> str:
+    """``Seeds 0, 1, 2: mAP a / b / c, mAP50 d / e / f.`` (:func:`record`'s ``seeds``)."""
+    names = ", ".join(str(run["seed"]) for run in seeds)
+    maps = " / ".join(f"{run['map']:.3f}" for run in seeds)
+    maps_50 = " / ".join(f"{run['map_50']:.3f}" for run in seeds)
+    return f"Seeds {names}: mAP {maps}, mAP50 {maps_50}."
+
+
 def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/{PICTURE_NAME}") -> str:
     """The landing page's picture and caption from ``record.json``, or :data:`NO_RECORD` when there is none."""
     from benchmarks.report import describe_machine
@@ -145,6 +190,8 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
     start = "from scratch" if config["pretrained"] is None else "pretrained"
     per_class = ", ".join(f"{name} {ap:.2f}" for name, ap in demo["per_class_ap50"].items())
     commit = demo["commit"] + (" plus uncommitted changes" if demo["uncommitted_changes"] else "")
+    seeds = demo.get("seeds", [])
+    spread = f" {_describe_seeds(seeds)}" if len(seeds) > 1 else ""
     try:
         stale = config_fingerprint(load_config(demo["run"])) != demo["config_fingerprint"]
     except ConfigError:  # the config is no longer shipped at all
@@ -157,7 +204,7 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
         f"![The trained detector on validation images]({picture_uri})\n\n"
         f"*The assembled detector after `make train` (config `{demo['run']}`): {config['backbone']} {start}, "
         f"{config['image_size']} px, {demo['step']} steps in {demo['train_minutes']:.1f} minutes of training — "
-        f"validation **mAP {demo['map']:.2f}, mAP50 {demo['map_50']:.2f}** (AP50 per class: {per_class}). "
+        f"validation **mAP {demo['map']:.2f}, mAP50 {demo['map_50']:.2f}** (AP50 per class: {per_class}).{spread} "
         f"Ground truth dashed green, predictions coloured by class. Measured {demo['date'][:10]} on "
         f"{describe_machine(demo['machine'])}; recorded at commit `{commit}`.*"
     )
@@ -168,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="task", required=True)
     rec = sub.add_parser("record", help="keep a finished run's figures and picture for the landing page")
-    rec.add_argument("run_dir", nargs="?", type=Path, default=REPO_ROOT / "runs" / "arena_cpu")
+    rec.add_argument("run_dir", nargs="?", type=Path, default=REPO_ROOT / "runs" / "arena_cpu",
+                     help="the finished run to picture (default: runs/arena_cpu)")  # fmt: skip
+    rec.add_argument(
+        "other_seeds", nargs="*", type=Path, help="finished runs of the same config, other seeds"
+    )
     batch = sub.add_parser("batch", help=f"draw {BATCH_NAME}: an augmented training batch of the arena")
     batch.add_argument("data_root", nargs="?", type=Path, default=REPO_ROOT / "data" / "arena")
     args = parser.parse_args(argv)
@@ -176,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {draw_batch(args.data_root)}")
         return 0
     try:
-        demo = record(args.run_dir)
+        demo = record(args.run_dir, other_seeds=args.other_seeds)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"course.demo: error: {error}", file=sys.stderr)
         return 1

@@ -92,3 +92,48 @@ def test_an_unfinished_run_is_refused_with_the_fix(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 10, "loss": 9.0}) + "\n")
     with pytest.raises(ValueError, match=r"metrics\.jsonl: no epoch with validation metrics"):
         demo.record(tmp_path, tmp_path / "demo")
+
+
+def _other_seed(run_dir, tmp_path, seed, final_map, final_map_50, **train):
+    """A copy of the fixture's run with another ``seed`` (and ``train`` settings), ending at the given mAPs."""
+    other = tmp_path / "runs" / f"arena_cpu_seed{seed}"
+    other.mkdir(parents=True)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["seed"] = seed
+    config["train"].update(train)
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    final = {"epoch": 3, "step": 409, "val_map": final_map, "val_map_50": final_map_50}
+    (other / "metrics.jsonl").write_text(json.dumps(final) + "\n")
+    return other
+
+
+def test_record_keeps_every_seed_and_the_caption_shows_them(run_dir, tmp_path):
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": 0}))
+    others = [
+        _other_seed(run_dir, tmp_path, 1, 0.4321, 0.8012),
+        _other_seed(run_dir, tmp_path, 2, 0.45, 0.79),
+    ]
+    record = demo.record(run_dir, tmp_path / "demo", other_seeds=others)
+    assert [(run["seed"], run["step"], run["map"], run["map_50"]) for run in record["seeds"]] == [
+        (0, 412, 0.4412, 0.7861), (1, 409, 0.4321, 0.8012), (2, 409, 0.45, 0.79)]  # fmt: skip
+    assert (record["map"], record["map_50"]) == (
+        0.4412,
+        0.7861,
+    )  # the pictured run's figures stay the headline
+    text = demo.render_markdown(tmp_path / "demo")
+    assert "Seeds 0, 1, 2: mAP 0.441 / 0.432 / 0.450, mAP50 0.786 / 0.801 / 0.790." in text
+
+
+def test_one_seed_adds_no_spread_to_the_caption(run_dir, tmp_path):
+    assert demo.record(run_dir, tmp_path)["seeds"][0]["map"] == 0.4412
+    assert "Seeds" not in demo.render_markdown(tmp_path)
+
+
+def test_a_run_of_another_config_is_not_counted_as_a_seed(run_dir, tmp_path):
+    longer = _other_seed(run_dir, tmp_path, 1, 0.6, 0.9, max_minutes=30)
+    with pytest.raises(
+        ValueError, match=r"arena_cpu_seed1/config\.yaml: this run's config differs .* `seed`"
+    ):
+        demo.record(run_dir, tmp_path / "demo", other_seeds=[longer])
+    assert not (tmp_path / "demo" / demo.RECORD_NAME).exists()  # nothing written
