@@ -173,14 +173,23 @@ def load_average() -> list[float]:
 
 
 def git_commit() -> str | None:
-    """The repository's ``HEAD`` commit (with ``+dirty`` when tracked files differ), or None outside git."""
+    """The repository's ``HEAD`` commit (with ``+dirty`` when tracked files differ), or None outside git.
+
+    The results folder does not count: ``make bench`` rewrites its files one benchmark after another, and a
+    result written earlier in the same run does not change what the next one measures.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = (
-            subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root, capture_output=True).returncode != 0
+            subprocess.run(
+                ["git", "diff", "--quiet", "HEAD", "--", ".", f":(exclude){RESULTS_DIR.resolve().relative_to(root)}"],
+                cwd=root,
+                capture_output=True,
+            ).returncode
+            != 0
         )
     except (OSError, subprocess.CalledProcessError):
         return None
