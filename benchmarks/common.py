@@ -179,15 +179,14 @@ def git_commit() -> str | None:
     result written earlier in the same run does not change what the next one measures.
     """
     root = Path(__file__).resolve().parent.parent
+    results = f":(exclude){RESULTS_DIR.resolve().relative_to(root)}"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = (
             subprocess.run(
-                ["git", "diff", "--quiet", "HEAD", "--", ".", f":(exclude){RESULTS_DIR.resolve().relative_to(root)}"],
-                cwd=root,
-                capture_output=True,
+                ["git", "diff", "--quiet", "HEAD", "--", ".", results], cwd=root, capture_output=True
             ).returncode
             != 0
         )
