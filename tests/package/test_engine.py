@@ -47,11 +47,12 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_config(root: Path, out_dir: Path, *overrides: str):
-    """resnet18 + 16-channel neck at 64 px, batch 2, 2 epochs, CPU, no workers (the fast test recipe)."""
+    """resnet18 + 16-channel neck at 64 px, batch 2, 2 epochs each evaluated, CPU, no workers (the fast test recipe)."""
     base = [
         "name=tiny", f"data.root={root}", "data.arena=null", "data.image_size=64", "data.batch_size=2",
         "data.workers=0", "model.neck_width=16", "model.head_convs=1", "train.epochs=2", "train.warmup_steps=2",
         "train.ema_warmup_steps=4", "train.max_minutes=null", "train.device=cpu", f"train.out_dir={out_dir}",
+        "train.eval_every=1",
     ]  # fmt: skip
     return load_config("arena_cpu", base + list(overrides))
 
