@@ -260,10 +260,14 @@ def section_loss(record: dict[str, Any]) -> str:
     cores = (
         f"{lanes} runs at a time, each on one pinned core" if lanes > 1 else f"{settings['threads']} threads"
     )
-    best = record.get("best_calibrated")
+    best, default = record.get("best_calibrated"), LossConfig().cls
     parts.append(f"Each run: `{settings['config']}` with `loss.cls` set, from scratch, {cores}. "
                  f"Best calibrated loss (mean mAP over the data sets): `{best}`; the shipped default is "
-                 f"`{LossConfig().cls}`.")  # fmt: skip
+                 f"`{default}`.")  # fmt: skip
+    if best is not None and best != default:
+        parts.append(f'!!! warning "The default is not the best calibrated loss of this ablation"\n'
+                     f"    Switching `loss.cls` to `{best}` changes the shipped configs: the demo figures and "
+                     "the benchmarks measured on them must be measured again with it.")  # fmt: skip
     return "\n\n".join(parts)
 
 
@@ -318,8 +322,9 @@ def staleness(record: dict[str, Any]) -> str | None:
     return "; ".join(reasons) + f" — measured at commit {measured.get('commit') or 'unknown'}"
 
 
-def _stale_banner(reason: str) -> str:
-    return f'!!! danger "Stale: rerun `make bench`"\n    This result is stale: {reason}.'
+def _stale_banner(text: str) -> str:
+    """A red "Stale" admonition holding ``text``."""
+    return f'!!! danger "Stale"\n    {text}'
 
 
 def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
@@ -347,7 +352,10 @@ def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
             reason = staleness(record)
             if reason is not None:
                 stale_titles.append(heading.removeprefix("## "))
-                body = _stale_banner(reason) + "\n\n" + body
+                # the result's own command: `make bench` runs only some benchmarks, each with its arguments
+                command = record.get("command") or "make bench"
+                banner = _stale_banner(f"This result is stale: {reason}. Measure it again with `{command}`.")
+                body = banner + "\n\n" + body
             plot = Path(results_dir) / f"{stem + suffix}.png"
             if plot.exists():
                 body += f"\n\n![{title}]({SITE_PLOT_DIR}/{plot.name})"
@@ -360,7 +368,8 @@ def render_markdown(results_dir: Path = RESULTS_DIR) -> str:
         parts.insert(
             0,
             _stale_banner(
-                f"{len(stale_titles)} section(s) were measured on configs that no longer ship ({listed})"
+                f"{len(stale_titles)} section(s) were measured on configs that no longer ship ({listed}); "
+                "each names the command that measures it again."
             ),
         )
     return "\n\n".join(parts) + "\n"

@@ -13,6 +13,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import bench_loss, report  # noqa: E402
+from detector.config import LossConfig  # noqa: E402
 
 
 def _run(loss, seed, data, value):
@@ -36,6 +37,12 @@ def test_summary_over_seeds_and_the_best_calibrated_loss_ignores_focal():
     assert "| `focal` | 0.5100 |" in page
     assert "**a** (5 min per run, 416 px)" in page and "**b** (3 min per run, 416 px)" in page
     assert "2 runs at a time, each on one pinned core" in page
+    # a best loss other than the shipped default is said loudly; the default itself is not
+    for best in ("qfl", "bce", "varifocal"):
+        record = {"summary": table, "best_calibrated": best, "settings": {"config": "arena_cpu", "minutes": [5, 3],
+                  "imgsz": 416, "lanes": 2, "threads": 1}}  # fmt: skip
+        warned = '!!! warning "The default is not the best calibrated loss' in report.section_loss(record)
+        assert warned == (best != LossConfig().cls)
 
 
 @pytest.mark.slow

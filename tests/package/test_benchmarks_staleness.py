@@ -79,11 +79,14 @@ def test_page_flags_stale_sections_loudly_and_leaves_current_ones_alone(tmp_path
     _write(tmp_path, "assigner", {**assigner, "provenance": provenance([])})
     page = report.render_markdown(tmp_path)
     assert "Stale" not in page
-    _write(tmp_path, "assigner", {**assigner, "provenance": {"commit": "abc", "configs": {"arena_cpu": "0"}}})
+    command = "python -m benchmarks.bench_assigner --gts 8"
+    stale = {**assigner, "command": command, "provenance": {"commit": "abc", "configs": {"arena_cpu": "0"}}}
+    _write(tmp_path, "assigner", stale)
     page = report.render_markdown(tmp_path)
     assert page.startswith('!!! danger "Stale')
     assert "1 section(s) were measured on configs that no longer ship (Assigner (row 3))" in page
     assert page.count('!!! danger "Stale') == 2  # the page's banner and the section's
+    assert f"Measure it again with `{command}`" in page  # the result's own command, not `make bench`
 
 
 def test_results_are_strict_json_and_record_the_commit_of_the_start(tmp_path, monkeypatch):
