@@ -80,13 +80,12 @@ def _seed_result(run_dir: Path, fingerprint: str) -> dict[str, Any]:
             f"{config_path}: this run's config differs from the pictured run's in more than `seed`; record only "
             'runs of one config (make train ARGS="seed=N")'
         )
-    final = _last_validation(run_dir / "metrics.jsonl")
-    return {
-        "seed": config.seed,
-        "step": final["step"],
-        "map": final["val_map"],
-        "map_50": final["val_map_50"],
-    }
+    return _seed_row(config.seed, _last_validation(run_dir / "metrics.jsonl"))
+
+
+def _seed_row(seed: int, final: dict[str, Any]) -> dict[str, Any]:
+    """A run's row in :func:`record`'s ``seeds``, from its last validation (a ``metrics.jsonl`` record)."""
+    return {"seed": seed, "step": final["step"], "map": final["val_map"], "map_50": final["val_map_50"]}
 
 
 def record(run_dir: Path, out_dir: Path = DEMO_DIR, other_seeds: Sequence[Path] = ()) -> dict[str, Any]:
@@ -111,7 +110,7 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR, other_seeds: Sequence[Path] 
     config = yaml.safe_load(config_path.read_text())
     resolved = config_from_dict(config, source=str(config_path))
     seed_free = config_fingerprint(resolved, ignore=("seed",))
-    seeds = [_seed_result(Path(run), seed_free) for run in (run_dir, *other_seeds)]
+    seeds = [_seed_row(resolved.seed, final), *(_seed_result(Path(run), seed_free) for run in other_seeds)]
     class_names = list(load_checkpoint(run_dir / "last.pt")["class_names"])
     finished = picture_path.stat().st_mtime
     demo = {

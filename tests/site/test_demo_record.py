@@ -117,10 +117,8 @@ def test_record_keeps_every_seed_and_the_caption_shows_them(run_dir, tmp_path):
     record = demo.record(run_dir, tmp_path / "demo", other_seeds=others)
     assert [(run["seed"], run["step"], run["map"], run["map_50"]) for run in record["seeds"]] == [
         (0, 412, 0.4412, 0.7861), (1, 409, 0.4321, 0.8012), (2, 409, 0.45, 0.79)]  # fmt: skip
-    assert (record["map"], record["map_50"]) == (
-        0.4412,
-        0.7861,
-    )  # the pictured run's figures stay the headline
+    # the pictured run's figures stay the headline
+    assert record["map"] == 0.4412 and record["map_50"] == 0.7861
     text = demo.render_markdown(tmp_path / "demo")
     assert "Seeds 0, 1, 2: mAP 0.441 / 0.432 / 0.450, mAP50 0.786 / 0.801 / 0.790." in text
 
