@@ -8,12 +8,19 @@ The factor multiplies each parameter group's base learning rate (``torch.optim.l
 
 with ``W`` warmup steps, ``T`` total steps and ``r = min_lr_ratio`` the floor reached at the last step.
 
-A time budget (:mod:`detector.budget`) may change ``T`` while the run goes: :meth:`WarmupCosine.replan` lays
-the rest of the curve anew *from the current step and factor*, so the learning rate stays continuous (no jump)
-and still reaches ``r`` at the new last step: a half-cosine from the current factor ``f_a`` at step ``a``,
-``f = r + (f_a - r) · ½ · (1 + cos(π · (step - a) / (T - 1 - a)))`` (before any re-plan, ``a = W`` and
-``f_a = 1``, the formula above). A re-plan during the warmup ramps linearly from the current factor to 1 over
-a warmup that is at most ``1 / MAX_WARMUP_FRACTION`` of the new plan.
+A time budget (:mod:`detector.budget`) may change ``T`` while the run goes: :meth:`WarmupCosine.replan` keeps
+the cosine's *progress* and stretches or shrinks only what is left of it. At a re-plan at step ``a`` with factor
+``f_a``, the cosine stands at progress ``p_a = arccos(2 · (f_a - r) / (1 - r) - 1) / π`` and goes on as
+
+    f = r + (1 - r) · ½ · (1 + cos(π · (p_a + (1 - p_a) · (step - a) / (T - 1 - a))))
+
+so the learning rate is continuous at ``a`` (no jump), reaches ``r`` at the new last step, keeps the slope the
+cosine had at ``p_a`` (scaled by the new pace) and is exactly the plain cosine when ``T`` does not change:
+re-planning at every log line costs nothing. (Before any re-plan ``a = W``, ``f_a = 1``, ``p_a = 0``: the formula
+above.) Restarting a fresh half-cosine from ``f_a`` instead would reset the slope to zero at each re-plan, and a
+budget that re-plans often would hold the rate near its peak until the last few percent of the run. A re-plan
+during the warmup ramps linearly from the current factor to 1 over a warmup that is at most
+``1 / MAX_WARMUP_FRACTION`` of the new plan.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ class WarmupCosine:
         total_steps: ``T``, the plan's length in optimiser steps (the factor is ``min_lr_ratio`` at ``T - 1``).
         warmup_steps: ``W``. min_lr_ratio: ``r``.
         warmup_from: ``(step, factor)`` where the linear warmup starts (``(0, 0.0)`` unless re-planned in it).
-        decay_from: ``(step, factor)`` where the cosine starts (``(W, 1.0)`` unless re-planned in it).
+        decay_from: ``(step, factor)`` of the last re-plan in the cosine (``(W, 1.0)`` if none): the cosine
+            goes on from the progress at which it had that factor.
     """
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> None:
@@ -80,9 +88,17 @@ class WarmupCosine:
             start, start_factor = self.warmup_from
             return start_factor + (1.0 - start_factor) * (step + 1 - start) / (self.warmup_steps - start)
         start, start_factor = self.decay_from
-        progress = min(1.0, (step - start) / max(1, self.total_steps - 1 - start))
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.min_lr_ratio + (start_factor - self.min_lr_ratio) * cosine
+        start_progress = self._progress_at(start_factor)
+        fraction = min(1.0, (step - start) / max(1, self.total_steps - 1 - start))
+        progress = start_progress + (1.0 - start_progress) * fraction
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _progress_at(self, factor: float) -> float:
+        """The cosine's progress ``p`` in ``[0, 1]`` at which it equals ``factor`` (0 at the peak, 1 at ``r``)."""
+        if self.min_lr_ratio >= 1.0:  # a constant schedule: every progress has the same factor
+            return 0.0
+        height = (factor - self.min_lr_ratio) / (1.0 - self.min_lr_ratio)  # ½ · (1 + cos(π p)) in [0, 1]
+        return math.acos(min(1.0, max(-1.0, 2.0 * height - 1.0))) / math.pi
 
 
 def build_scheduler(
