@@ -52,7 +52,7 @@ COURSE_DETECTOR_FILE = DATA_DIR / "course_detector.pt"
 RUNS_DIR = DATA_DIR.parent / "runs"
 # Bump COURSE_DETECTOR_FORMAT when what the cache file holds, or how the run is made beyond its config (e.g. the
 # Runner subclass below), changes: cache files of another format are retrained. Config changes need no bump.
-COURSE_DETECTOR_FORMAT = 2
+COURSE_DETECTOR_FORMAT = 3  # 3: the budget re-plans keep the cosine progress
 # Train-config overrides of the course run. Warmup and EMA ramp are short because the whole run is ~100 steps;
 # max_minutes makes the Runner shrink its plan (and its cosine) to what fits on a slow or busy machine; every
 # epoch is evaluated (Chapter 8 plots the validation mAP of each).
