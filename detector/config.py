@@ -139,9 +139,10 @@ class LossConfig:
     """Loss recipe (Chapter 7). The shipped config ``seed`` holds the first notebook implementation's."""
 
     # qfl, varifocal, bce: minimum at the soft target; focal: not (Chapter 7); bce_positives: the seed's one-hot
-    # BCE on the positives only. varifocal: the best calibrated loss of the ablation at batch 8; the Benchmarks page
-    # holds the current ranking (benchmarks/bench_loss.py) and says when the default differs from its best
-    cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "varifocal"
+    # BCE on the positives only. bce: the best calibrated loss of the ablation on arena_cpu (arena and chess, two
+    # seeds each); the Benchmarks page holds the current ranking (benchmarks/bench_loss.py) and says when the
+    # default differs from its best
+    cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "bce"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"
     cls_weight: float = field(default=1.0, metadata=bounds(low=0.0))

@@ -18,9 +18,10 @@ Modes:
 - ``"cls_obj"``: ``p·q``;
 - ``"cls_obj_sqrt"``: ``sqrt(p·q)``.
 
-With an IoU-aware classification loss (``loss.cls: varifocal`` or ``qfl``), ``p`` is itself trained towards
-the IoU of the point's box, so ``"cls"`` already ranks by localisation; the ``arena_cpu`` demo ranks by
-``"cls"``, which scored higher than the fusion on its validation split (issue 12).
+With a calibrated classification loss on TAL's soft targets (``loss.cls``: ``bce``, ``qfl`` or ``varifocal``),
+``p`` is itself trained towards a target that grows with the IoU of the point's box, so ``"cls"`` already ranks by
+localisation; the ``arena_cpu`` demo ranks by ``"cls"``, which scored higher than the fusion on its validation
+split (issue 12).
 """
 
 from __future__ import annotations

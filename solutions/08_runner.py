@@ -531,8 +531,8 @@ plt.show()
 #
 # - **Loss per component.** The terms have different scales: read each on its own, on the log scale. `obj` (the
 #   predicted IoU, trained at every point) is the largest at first and falls as the points learn that most of
-#   them are background; `box` falls as the positives' boxes tighten; `cls` is small from the start when its
-#   loss (`loss.cls` in the config: focal, QFL or varifocal) down-weights the many easy background points. All
+#   them are background; `box` falls as the positives' boxes tighten; `cls` starts at a scale set by how its loss
+#   (`loss.cls`) treats the many easy background points: focal, QFL and varifocal down-weight them, BCE does not. All
 #   three are normalised by the sum of the assigner's soft targets (clamped at 1). The targets themselves move
 #   with the model: the soft class targets and the objectness's IoU targets grow as the predictions line up with
 #   the GTs, so a component can rise for a while without anything being wrong. Compare trends over an epoch, not
