@@ -40,6 +40,7 @@ import torch
 from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
 from benchmarks.peers import train_curve
 from detector.api import load
+from detector.config import load_config
 from detector.data import CocoDetection, ensure_arena
 from detector.metrics import coco_map, per_class_ap
 from detector.visualize import predictions_grid
@@ -241,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="valid")
     parser.add_argument("--imgsz", type=int, default=320)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--batch", type=int, help="every contender's batch (default: --config's data.batch_size)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
     parser.add_argument("--seed", type=int, default=0)
@@ -256,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lanes", type=int, default=1, help="contenders at a time, one pinned core each")
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/yolo.json)")
     args = parser.parse_args(argv)
+    if args.batch is None:
+        args.batch = load_config(args.config).data.batch_size
     args.threads = 1 if args.smoke or args.lanes > 1 else args.threads
     if args.lanes > 1:
         args.workers = 0  # each lane's one core loads its own batches
