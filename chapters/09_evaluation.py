@@ -503,8 +503,8 @@ print(
 #   evaluation.
 # - `detector.postprocess` scores each (point, class) pair by `eval.score_mode`: by default
 #   $\sqrt{p_{\text{cls}} \cdot q_{\text{IoU}}}$ (the objectness branch predicts the IoU of its own box); the
-#   `arena_cpu` demo ranks by $p_{\text{cls}}$ alone, which its varifocal loss already trains towards the IoU
-#   (Chapter 7). It keeps the best `pre_nms_topk` pairs above
+#   `arena_cpu` demo ranks by $p_{\text{cls}}$ alone, which its calibrated `loss.cls` already trains towards TAL's
+#   IoU-aware soft targets (Chapter 7). It keeps the best `pre_nms_topk` pairs above
 #   `score_thresh` (the defaults printed in section 6), and runs
 #   `torchvision.ops.batched_nms` — NMS for all classes at once by offsetting each class's boxes so that boxes of
 #   different classes never overlap — in C++, then keeps `max_det`.

@@ -164,6 +164,8 @@ class TrainConfig:
     momentum: float = field(default=0.9, metadata=bounds(0.0, 1.0, high_open=True))
     warmup_steps: int = field(default=200, metadata=bounds(low=0))
     min_lr_ratio: float = field(default=0.05, metadata=bounds(0.0, 1.0))
+    # the share of the post-warmup steps the cosine decays over; < 1 holds the peak lr before it (WSD, Chapter 8)
+    decay_fraction: float = field(default=1.0, metadata=bounds(0.0, 1.0, low_open=True))
     grad_clip: float | None = field(default=10.0, metadata=bounds(low=0.0, low_open=True))
     amp: bool = True  # CUDA: bf16 where supported, else fp16 with a grad scaler
     cpu_bf16: bool = False  # CPU: bf16 autocast where the CPU has native bf16 (AVX512-BF16/AMX), ~2x faster

@@ -105,7 +105,7 @@ class Runner:
         self.criterion = DetectionLoss(self.num_classes, config.loss)
         self.optimizer = build_optimizer(self.model, train)
         self.schedule = WarmupCosine(
-            train.epochs * self.steps_per_epoch, train.warmup_steps, train.min_lr_ratio
+            train.epochs * self.steps_per_epoch, train.warmup_steps, train.min_lr_ratio, train.decay_fraction
         )
         self.scheduler = LambdaLR(self.optimizer, self.schedule)  # LambdaLR saves the schedule's plan
         self.amp_dtype = amp_dtype(self.device, train.amp, train.cpu_bf16)

@@ -171,7 +171,8 @@ print(
 # large batches and the linear-scaling rule's large rate.) So the rate **warms up** linearly over `W` steps,
 # then **decays** along half a cosine to a floor $r \cdot \text{lr}$ at the last step (the cosine of SGDR,
 # Loshchilov & Hutter 2017, without its restarts). As a factor of the base rate, for step $s$ (counted from 0)
-# of $T$ — the formula of `detector/schedule.py`, which the package trains with:
+# of $T$ — the formula of `detector/schedule.py` at its default `train.decay_fraction = 1` (the demo's plan,
+# below, holds the peak for longer):
 #
 # $$f(s) = \begin{cases} \dfrac{s + 1}{W} & s < W \\[2mm]
 #   r + (1 - r)\,\tfrac12\left(1 + \cos\left(\pi \, \dfrac{s - W}{T - 1 - W}\right)\right) & s \ge W \end{cases}$$
@@ -216,10 +217,13 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: 
 warmup_cosine = check("8.2", warmup_cosine, fallback=ch08.warmup_cosine)
 
 # %% [markdown]
-# The plan of the `make train` demo (`arena_cpu.yaml`, its warmup and floor; printed below) next to the
-# alternatives: no warmup, and a step decay (÷10 at 2/3 and 8/9 of the run: Detectron's "1×" schedule for
-# Faster R-CNN, which decays at 60k and 80k of 90k iterations). `train.max_minutes` may shorten this plan on a slow machine: the Runner
-# then re-lays the cosine to end with the budget.
+# The plan of the `make train` demo (`arena_cpu.yaml`: its warmup, floor and `train.decay_fraction`; printed
+# below) next to the alternatives: your warmup + cosine, the same without warmup, and a step decay (÷10 at 2/3 and
+# 8/9 of the run: Detectron's "1×" schedule for Faster R-CNN, which decays at 60k and 80k of 90k iterations).
+# With `train.decay_fraction` $d < 1$ the package's `WarmupCosine` holds the peak and runs the same half-cosine
+# over only the last $d$ of the steps after the warmup: the warmup-stable-decay ("WSD") shape of Hu et al. 2024
+# (MiniCPM). `train.max_minutes` may shorten the plan on a slow machine: the Runner then re-lays the schedule to
+# end with the budget — with WSD, only where the short decay begins moves.
 
 # %%
 steps_per_epoch = config.data.arena.n_train // config.data.batch_size
@@ -228,14 +232,23 @@ warmup, floor = config.train.warmup_steps, config.train.min_lr_ratio
 print(
     f"arena_cpu: {config.data.arena.n_train} training images in batches of {config.data.batch_size} = "
     f"{steps_per_epoch} steps per epoch; {config.train.epochs} epochs = {total} steps; warmup {warmup} steps, "
-    f"floor {floor} × lr {config.train.lr}; budget train.max_minutes = {config.train.max_minutes}"
+    f"floor {floor} × lr {config.train.lr}; decay_fraction {config.train.decay_fraction}; "
+    f"budget train.max_minutes = {config.train.max_minutes}"
 )
 steps = range(total)
+demo_plan = WarmupCosine(total, warmup, floor, config.train.decay_fraction)
 plt.figure(figsize=(8, 3.2))
 plt.plot(
     steps,
+    [config.train.lr * demo_plan(s) for s in steps],
+    lw=2.5,
+    color="black",
+    label=f"the demo's plan (decay over the last {config.train.decay_fraction:g})",
+)
+plt.plot(
+    steps,
     [config.train.lr * warmup_cosine(s, total, warmup, floor) for s in steps],
-    lw=2,
+    lw=1.5,
     label="warmup + cosine",
 )
 plt.plot(
@@ -503,14 +516,14 @@ for key in ("loss", "cls", "box", "obj"):
     ax_loss.plot(smooth(values), color=line.get_color(), lw=2 if key == "loss" else 1.2, label=key)
 ax_loss.set(yscale="log", xlabel="step", title="Training loss per component")
 ax_loss.legend()
-initial = run.config.train  # the plan laid out at the start, with your warmup_cosine
+initial = run.config.train  # the plan laid out at the start (the demo's decay_fraction: WSD)
 initial_total = initial.epochs * (COURSE_ARENA["n_train"] // run.config.data.batch_size)  # full batches only
+initial_plan = WarmupCosine(initial_total, initial.warmup_steps, initial.min_lr_ratio, initial.decay_fraction)
 final = WarmupCosine.from_state(
     run.schedule
 )  # the Runner's plan at the end, after any re-planning by the budget
 ax_lr.plot([entry["lr"] for entry in run_steps], lw=2, label="lr used")
-ax_lr.plot([initial.lr * warmup_cosine(s, initial_total, initial.warmup_steps, initial.min_lr_ratio)
-            for s in range(initial_total)], ls=":", label="planned at the start (warmup_cosine)")  # fmt: skip
+ax_lr.plot([initial.lr * initial_plan(s) for s in range(initial_total)], ls=":", label="planned at the start")
 ax_lr.plot([initial.lr * final(s) for s in range(final.total_steps)], ls="--", lw=1, label="the final plan")
 ax_lr.set(xlabel="step", title="Learning rate")
 ax_lr.legend()

@@ -53,9 +53,10 @@ def test_frequent_replans_follow_the_cosine_instead_of_flattening_it() -> None:
             replanned.replan(1500 + (step // 10) % 3 - 1, step)  # the plan jitters by one step each time
         assert replanned(step) == pytest.approx(plain(step), abs=2e-3), step
     same = WarmupCosine(total_steps=1500, warmup_steps=120, min_lr_ratio=0.05)
-    for step in range(121, 1500, 10):
-        same.replan(1500, step)  # an unchanged plan changes nothing
-    assert [same(s) for s in range(1500)] == pytest.approx([plain(s) for s in range(1500)], abs=1e-12)
+    for step in range(1500):
+        if step % 10 == 1 and step > 120:
+            same.replan(1500, step)  # an unchanged plan changes nothing
+        assert same(step) == pytest.approx(plain(step), abs=1e-12), step
 
 
 def test_replan_keeps_the_cosine_progress_and_rescales_what_is_left() -> None:
@@ -65,6 +66,32 @@ def test_replan_keeps_the_cosine_progress_and_rescales_what_is_left() -> None:
     assert schedule(500) == pytest.approx(0.5)
     assert schedule(1000) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))  # a quarter of the way on
     assert schedule(1500) == pytest.approx(0.0)
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_over_the_last_fraction() -> None:
+    schedule = WarmupCosine(total_steps=1001, warmup_steps=0, min_lr_ratio=0.1, decay_fraction=0.2)
+    assert all(schedule(s) == 1.0 for s in range(801))  # the decay spans the last 0.2 · 1000 = 200 steps
+    assert schedule(900) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the decay
+    assert schedule(950) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75)))
+    assert schedule(1000) == pytest.approx(0.1)
+    cosine = WarmupCosine(total_steps=1001, warmup_steps=0, min_lr_ratio=0.1, decay_fraction=1.0)
+    assert cosine(500) == pytest.approx(0.1 + 0.9 * 0.5)  # d = 1: the plain cosine
+
+
+def test_warmup_stable_decay_follows_its_budget() -> None:
+    """Re-plans in the stable part move only where the decay begins; the jittered plan stays the same curve."""
+    plain = WarmupCosine(total_steps=1500, warmup_steps=120, min_lr_ratio=0.05, decay_fraction=0.2)
+    replanned = WarmupCosine(total_steps=1500, warmup_steps=120, min_lr_ratio=0.05, decay_fraction=0.2)
+    for step in range(1500):
+        if step % 10 == 0 and step > 120:
+            replanned.replan(1500 + (step // 10) % 3 - 1, step)
+        assert replanned(step) == pytest.approx(plain(step), abs=5e-3), step
+    longer = WarmupCosine(total_steps=1000, warmup_steps=0, min_lr_ratio=0.0, decay_fraction=0.2)
+    factor = longer(900)  # in the decay (it began at step 999 - 199.8)
+    longer.replan(2000, step=900)  # a faster pace: the decay waits for the new plan's last fifth …
+    assert longer(900) == pytest.approx(factor) and longer(1500) == pytest.approx(factor)
+    assert longer(1999) == pytest.approx(0.0)  # … and still ends at the floor
+    assert all(longer(s) >= longer(s + 1) for s in range(900, 1999))
 
 
 def test_replan_never_ends_before_the_steps_done() -> None:
@@ -83,10 +110,14 @@ def test_replan_during_warmup_ramps_on_from_the_current_factor() -> None:
 
 
 def test_schedule_from_state_round_trips_a_replanned_plan() -> None:
-    schedule = WarmupCosine(200, 20, 0.1)
-    schedule.replan(120, step=60)
-    copy = WarmupCosine.from_state(vars(schedule).copy())
-    assert [copy(s) for s in range(120)] == [schedule(s) for s in range(120)]
+    for decay_fraction in (1.0, 0.3):
+        schedule = WarmupCosine(200, 20, 0.1, decay_fraction)
+        schedule.replan(120, step=60)
+        copy = WarmupCosine.from_state(vars(schedule).copy())
+        assert [copy(s) for s in range(120)] == [schedule(s) for s in range(120)]
+    older = vars(WarmupCosine(200, 20, 0.1)).copy()
+    del older["decay_fraction"]  # a checkpoint written before decay_fraction existed: the plain cosine
+    assert WarmupCosine.from_state(older).decay_fraction == 1.0
 
 
 # -------------------------------------------------------------------------------------------- time budget
