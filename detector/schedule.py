@@ -10,9 +10,10 @@ with ``W`` warmup steps, ``T`` total steps and ``r = min_lr_ratio`` the floor re
 
 ``decay_fraction`` ``d`` < 1 holds the peak until the cosine has only the last ``d`` of the steps after the
 warmup left, ``D = d · (T - 1 - W)``: ``f = 1`` up to step ``T - 1 - D``, then the same half-cosine down to ``r``
-over those ``D`` steps — the warmup-stable-decay ("WSD") shape of Hu et al. 2024 (MiniCPM), for which Hägele et
-al. 2024 report that a cooldown of about a fifth of the run matches a cosine of the same length. It suits a time
-budget: while the plan moves, only where the short decay begins moves with it. ``d = 1`` is the plain cosine.
+over those ``D`` steps — the warmup-stable-decay ("WSD") shape of Hu et al. 2024 (MiniCPM); Hägele et al. 2024
+report that a constant rate with a short cooldown matches or beats a cosine of the same length (language models).
+It suits a time budget: while the plan moves, only where the short decay begins moves with it. ``d = 1`` is the
+plain cosine.
 
 A time budget (:mod:`detector.budget`) may change ``T`` while the run goes: :meth:`WarmupCosine.replan` keeps
 the cosine's *progress* and stretches or shrinks only what is left of it. At a re-plan at step ``a`` with factor
