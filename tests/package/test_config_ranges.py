@@ -16,6 +16,8 @@ from detector.config import ConfigError, load_config
         ("train.lr=-0.001", "'train.lr' = -0.001 is out of range"),
         ("train.min_lr_ratio=1.5", "'train.min_lr_ratio' = 1.5 is out of range: it must be in [0.0, 1.0]"),
         ("train.min_lr_ratio=-0.1", "'train.min_lr_ratio' = -0.1 is out of range"),
+        ("train.decay_fraction=0", "'train.decay_fraction' = 0.0 is out of range: it must be in (0.0, 1.0]"),
+        ("train.decay_fraction=1.2", "'train.decay_fraction' = 1.2 is out of range"),
         ("loss.assigner.topk=0", "'loss.assigner.topk' = 0 is out of range: it must be >= 1"),
         ("train.ema_decay=1.0", "'train.ema_decay' = 1.0 is out of range: it must be in [0.0, 1.0)"),
         ("model.prior_prob=0", "'model.prior_prob' = 0.0 is out of range: it must be in (0.0, 1.0)"),
@@ -33,7 +35,13 @@ def test_out_of_range_values_name_the_key_the_source_and_the_range(override, mes
 
 @pytest.mark.parametrize(
     "override",
-    ["train.min_lr_ratio=0", "train.min_lr_ratio=1", "train.max_minutes=null", "loss.assigner.topk=1"],
+    [
+        "train.min_lr_ratio=0",
+        "train.min_lr_ratio=1",
+        "train.decay_fraction=1",
+        "train.max_minutes=null",
+        "loss.assigner.topk=1",
+    ],
 )
 def test_values_on_the_closed_edges_and_unset_optionals_are_accepted(override):
     load_config("arena_cpu", [override])

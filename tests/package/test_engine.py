@@ -319,17 +319,27 @@ class _FakeTime:
 
 
 @pytest.mark.slow
-def test_time_budget_replans_through_a_stall_and_a_slow_down(tiny_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decay_fraction", [1.0, 0.3])
+def test_time_budget_replans_through_a_stall_and_a_slow_down(
+    tiny_root: Path, tmp_path: Path, decay_fraction: float
+) -> None:
     """4 steps per epoch, at most 25 epochs; 90 s of fake time: a stall during the first epoch (6 s/step),
     then 1 s/step, then 2 s/step from step 30; 2 s per evaluation. Planned once from the first steps, the
-    run would stop after about 3 epochs; re-planned, it uses the budget and ends with the cosine at its floor."""
-    config = tiny_config(tiny_root, tmp_path, "train.max_minutes=1.5", "train.epochs=25", "train.log_every=2")
+    run would stop after about 3 epochs; re-planned, it uses the budget and ends with the cosine at its floor.
+    With ``decay_fraction`` < 1 (WSD) the rate holds its peak through the re-plans until the decay."""
+    config = tiny_config(
+        tiny_root, tmp_path, "train.max_minutes=1.5", "train.epochs=25", "train.log_every=2",
+        f"train.decay_fraction={decay_fraction}",
+    )  # fmt: skip
     runner = Runner(config)
     clock = _FakeTime(runner, lambda step: 6.0 if step < 4 else (1.0 if step < 30 else 2.0), eval_seconds=2.0)
     runner.fit()
     assert 0.95 * 90 <= clock.now <= 90, f"the run took {clock.now} s of the 90 s budget"
     assert not runner.out_of_time and runner.step == runner.schedule.total_steps
     assert runner.step_log[-1]["lr"] == pytest.approx(config.train.lr * config.train.min_lr_ratio)
+    if decay_fraction < 1.0:
+        stable = [e["lr"] for e in runner.step_log[config.train.warmup_steps : runner.step // 2]]
+        assert stable and all(lr == pytest.approx(config.train.lr) for lr in stable)
     assert runner.history[-1]["step"] == runner.step and "val_map" in runner.history[-1]
     epochs = [record["epoch"] for record in runner.history]  # one record per epoch, the last maybe partial
     assert epochs == list(range(1, len(epochs) + 1))
