@@ -31,7 +31,7 @@ from torchvision.ops import box_iou
 from course import arena_dir, check, hint
 from course.reference import ch06 as reference
 from course.resources import scaled
-from detector.config import load_config
+from detector.config import LossConfig, load_config
 from detector.assigner import PerLevelAssigner, TaskAlignedAssigner, fcos_scale_ranges
 from detector.boxes import aligned_box_iou, make_points, xyxy_to_ltrb
 from detector.data import CocoDetection, eval_transforms
@@ -414,7 +414,8 @@ print(toy_targets)
 # is the config key `loss.cls`:
 
 # %%
-print(f"the demo config trains the classifier towards these soft targets with loss.cls = {demo.loss.cls!r}")
+print(f"the demo config trains the classifier towards these soft targets with loss.cls = {demo.loss.cls!r} "
+      f"(the package's default: {LossConfig().cls!r})")  # fmt: skip
 
 # %% [markdown]
 # **Exercise 6.5** — `soft_targets`: the `[N, C]` target scores, non-zero only at a positive's GT class.

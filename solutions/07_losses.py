@@ -282,19 +282,19 @@ quality_focal_loss_ = check("7.2", quality_focal_loss_, fallback=quality_focal_l
 
 # %% [markdown]
 # (Named with a trailing `_`, like 7.1, so that it does not shadow the package's function the table used.) Which
-# of these losses does the package train with? The config says, and the table says whether its minimum is at
-# the target:
+# of these losses does the package train with? The config says (the package's default, and the demo's own
+# choice), and the table says whether its minimum is at the target:
 
 # %%
-cls_name = demo.loss.cls
 at_target = {name: max(abs(b - t) for b, t in zip(best, targets_to_try, strict=True)) < 1e-3
              for name, best in optimum.items()}  # fmt: skip
-if cls_name in optimum:
-    print(f"the demo trains the classifier with loss.cls = {cls_name!r}; its minimum for a target of 0.3 is "
-          f"p* = {optimum[cls_name][targets_to_try.index(0.3)]:.3f} "
-          f"({'at the target' if at_target[cls_name] else 'NOT at the target'})")  # fmt: skip
-else:
-    print(f"the demo trains the classifier with loss.cls = {cls_name!r} (not in the table above)")
+for who, cls_name in (("the package's default", LossConfig().cls), ("the arena_cpu demo", demo.loss.cls)):
+    if cls_name in optimum:
+        print(f"{who} trains the classifier with loss.cls = {cls_name!r}; its minimum for a target of 0.3 is "
+              f"p* = {optimum[cls_name][targets_to_try.index(0.3)]:.3f} "
+              f"({'at the target' if at_target[cls_name] else 'NOT at the target'})")  # fmt: skip
+    else:
+        print(f"{who} trains the classifier with loss.cls = {cls_name!r} (not in the table above)")
 
 # %% [markdown]
 # ## 3. Boxes: why an IoU loss
@@ -684,7 +684,7 @@ plt.show()
 # - Recipes are configuration: `loss.cls` (`qfl`, `varifocal`, `bce`, `focal`, and `bce_positives` for the seed),
 #   `loss.box` (`diou`, `giou`, `ciou`), `loss.obj` (`bce`, `focal`), the weights, and the shipped `seed` config
 #   for the first notebook's choices — so an ablation is a command-line override. Which classification loss the
-#   demo uses was printed in Section 2; the benchmarks page compares them.
+#   package and the demo use was printed in Section 2; the benchmarks page compares them.
 # - `LossOutput` also returns the number of positives, of unassigned GTs and the assignment itself, which the
 #   runner logs and Chapter 10 draws.
 #
