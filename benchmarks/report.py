@@ -242,7 +242,7 @@ def section_yolo(record: dict[str, Any]) -> str:
 
 
 def section_loss(record: dict[str, Any]) -> str:
-    from detector.config import LossConfig
+    from detector.config import LossConfig, load_config
 
     settings, parts = record["settings"], []
     minutes = settings["minutes"] if isinstance(settings["minutes"], list) else [settings["minutes"]]
@@ -261,9 +261,11 @@ def section_loss(record: dict[str, Any]) -> str:
         f"{lanes} runs at a time, each on one pinned core" if lanes > 1 else f"{settings['threads']} threads"
     )
     best, default = record.get("best_calibrated"), LossConfig().cls
+    config_cls = load_config(settings["config"]).loss.cls
+    own = f"; `{settings['config']}` sets `{config_cls}` (its yaml says why)" if config_cls != default else ""
     parts.append(f"Each run: `{settings['config']}` with `loss.cls` set, from scratch, {cores}. "
-                 f"Best calibrated loss (mean mAP over the data sets): `{best}`; the shipped default is "
-                 f"`{default}`.")  # fmt: skip
+                 f"Best calibrated loss (mean mAP over the data sets): `{best}`; the package's default is "
+                 f"`{default}`{own}.")  # fmt: skip
     if best is not None and best != default:
         parts.append(f'!!! warning "The default is not the best calibrated loss of this ablation"\n'
                      f"    Switching `loss.cls` to `{best}` changes the shipped configs: the demo figures and "

@@ -13,7 +13,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import bench_loss, report  # noqa: E402
-from detector.config import LossConfig  # noqa: E402
+from detector.config import LossConfig, load_config  # noqa: E402
 
 
 def _run(loss, seed, data, value):
@@ -43,6 +43,9 @@ def test_summary_over_seeds_and_the_best_calibrated_loss_ignores_focal():
                   "imgsz": 416, "lanes": 2, "threads": 1}}  # fmt: skip
         warned = '!!! warning "The default is not the best calibrated loss' in report.section_loss(record)
         assert warned == (best != LossConfig().cls)
+    # a config that sets another loss than the package's default says so
+    own = load_config("arena_cpu").loss.cls
+    assert (f"`arena_cpu` sets `{own}`" in page) == (own != LossConfig().cls)
 
 
 @pytest.mark.slow
