@@ -135,21 +135,32 @@ def test_total_matches_torchvision_on_the_assignment(cls, box, obj):
     )
 
 
-@pytest.mark.parametrize("recipe", ["default", "seed"])
+# Each classification loss towards all-zero targets (no positives), from torchvision/torch alone: BCE; the focal
+# loss (a negative weighs (1 - alpha) · p^gamma · BCE); varifocal (0.75 · p^gamma · BCE: the focal loss's weight at
+# alpha 0.25); QFL (|0 - p|^2 · BCE: the focal loss without alpha).
+BACKGROUND_ONLY = {
+    "bce": lambda x: F.binary_cross_entropy_with_logits(x, torch.zeros_like(x), reduction="sum"),
+    "focal": lambda x: sigmoid_focal_loss(x, torch.zeros_like(x), reduction="sum"),
+    "varifocal": lambda x: sigmoid_focal_loss(x, torch.zeros_like(x), alpha=0.25, reduction="sum"),
+    "qfl": lambda x: sigmoid_focal_loss(x, torch.zeros_like(x), alpha=-1, reduction="sum"),
+}
+
+
+@pytest.mark.parametrize("recipe", ["default", "seed", *sorted(BACKGROUND_ONLY)])
 def test_no_positives_is_finite_and_connected(recipe):
     outputs = make_outputs()
     gt_labels, gt_boxes, gt_mask = make_targets()
-    config = load_config("seed").loss if recipe == "seed" else LossConfig()
+    if recipe == "seed":
+        config = load_config("seed").loss
+    else:
+        config = LossConfig() if recipe == "default" else LossConfig(cls=recipe)
     result = DetectionLoss(NUM_CLASSES, config)(outputs, gt_labels, gt_boxes, torch.zeros_like(gt_mask))
     assert result.num_positives == 0 and result.components["box"] == 0
     assert torch.isfinite(result.total) and result.total.requires_grad
     if recipe == "seed":  # BCE on the positives only: nothing to learn from the classes
         assert result.components["cls"] == 0
-    else:  # the background still learns: focal loss towards all-zero targets, normalised by 1
-        assert torch.allclose(
-            result.components["cls"],
-            sigmoid_focal_loss(outputs.cls_logits, torch.zeros(2, 84, 3), reduction="sum"),
-        )
+    else:  # the background still learns: the loss towards all-zero targets, normalised by 1
+        assert torch.allclose(result.components["cls"], BACKGROUND_ONLY[config.cls](outputs.cls_logits))
     result.total.backward()
     assert (outputs.box_ltrb.grad == 0).all()
     assert outputs.cls_logits.grad is not None and torch.isfinite(outputs.cls_logits.grad).all()
