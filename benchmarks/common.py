@@ -31,7 +31,15 @@ from detector.config import config_fingerprint, load_config
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_WARMUP = 2  # untimed runs first: allocator, oneDNN/cuDNN kernel selection, lazy init
 DEFAULT_REPEATS = 5  # issue 8: median of >= 5 runs
-VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "faster-coco-eval", "pycocotools")
+VERSIONED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "faster-coco-eval",
+    "pycocotools",
+    "ultralytics",
+)
 
 
 @dataclass
@@ -147,9 +155,11 @@ def _version(package: str) -> str | None:
 
 
 def machine_info(device: torch.device | None = None) -> dict[str, Any]:
-    """CPU model, cores, torch threads, Python and package versions, GPU name (when CUDA is used)."""
+    """CPU model, cores, torch threads, whether the CPU has native bf16 kernels (``train.cpu_bf16`` then halves
+    our step time), Python and package versions, GPU name (when CUDA is used)."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

@@ -42,9 +42,11 @@ def plot_files(results_dir: Path = RESULTS_DIR) -> list[tuple[str, Path]]:
 
 
 def describe_machine(info: dict[str, Any]) -> str:
-    """One line from :func:`benchmarks.common.machine_info`: ``AMD EPYC, 2 cores (2 torch threads), torch 2.x``."""
+    """One line from :func:`benchmarks.common.machine_info`: ``AMD EPYC, 2 cores (2 torch threads), native bf16,
+    torch 2.x`` (the bf16 part only in records that know it: those made before it was recorded say nothing)."""
+    bf16 = {True: ", native bf16", False: ", no native bf16 (fp32 steps)"}.get(info.get("cpu_bf16"), "")
     text = (
-        f"{info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads), "
+        f"{info['cpu']}, {info['cores']} cores ({info['torch_threads']} torch threads){bf16}, "
         f"torch {info['versions']['torch']}"
     )
     return text + (f", GPU {info['gpu']}" if info.get("gpu") else "")

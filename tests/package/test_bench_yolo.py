@@ -42,6 +42,13 @@ def test_yolo_labels_are_the_coco_boxes_normalised_to_centre_and_size(tmp_path):
     assert len(val.images) == 2
 
 
+def test_machine_line_says_whether_the_cpu_has_native_bf16_only_when_the_record_knows():
+    machine = {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 1, "versions": {"torch": "2.14.1"}}
+    assert report.describe_machine(machine) == "AMD EPYC, 2 cores (1 torch threads), torch 2.14.1"
+    assert "native bf16," in report.describe_machine({**machine, "cpu_bf16": True})
+    assert "no native bf16 (fp32 steps)" in report.describe_machine({**machine, "cpu_bf16": False})
+
+
 def test_report_ratio_takes_the_peers_last_point_at_or_before_each_of_ours():
     curve = [{"train_seconds": 60.0, "map": 0.1}, {"train_seconds": 120.0, "map": 0.2}]
     assert report._map_at(curve, 30.0) is None
@@ -55,6 +62,8 @@ def test_report_ratio_takes_the_peers_last_point_at_or_before_each_of_ours():
 def test_smoke_run_trains_and_scores_yolov8n(tmp_path):
     record = bench_yolo.main(["--smoke", "--peers", "yolov8n", "--out", str(tmp_path / "yolo.json")])
     curve = record["contenders"]["yolov8n"]["curve"]
+    assert record["contenders"]["yolov8n"]["optimizer"] == "SGD"  # never ultralytics 8.4's CPU-costly MuSGD
+    assert record["machine"]["versions"]["ultralytics"]
     assert curve and all(0.0 <= point["map"] <= 1.0 for point in curve)
     assert [p["train_seconds"] for p in curve] == sorted(p["train_seconds"] for p in curve)
 
