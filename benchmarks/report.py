@@ -240,6 +240,10 @@ def section_yolo(record: dict[str, Any]) -> str:
     )
     text += (f"\n\nData `{settings['data']}`, {settings['imgsz']} px, batch {settings['batch']}, "
              f"{cores}, {settings['minutes']} min each.")  # fmt: skip
+    optimizers = sorted({row["optimizer"] for row in contenders.values() if row.get("optimizer")})
+    if optimizers:  # recorded since ultralytics 8.4 changed what optimizer=auto picks
+        version = record["machine"]["versions"].get("ultralytics")
+        text += f" YOLO: ultralytics {version}, optimizer {', '.join(optimizers)}."
     return text
 
 

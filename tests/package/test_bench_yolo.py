@@ -108,6 +108,10 @@ def test_report_lists_each_contenders_per_class_ap_and_picture():
     assert "| a | 0.500 / 0.250 | 0.000 / 0.000 |" in text and "| b | 0.750 / 0.125 | 0.200 / 0.100 |" in text
     assert "![ours: validation predictions](benchmarks/yolo_ours.png)" in text
     assert "![YOLOv8n: validation predictions](benchmarks/yolo_yolov8n.png)" in text
+    assert "optimizer" not in text  # records made before the optimizer was recorded say nothing of it
+    record["contenders"]["yolov8n"]["optimizer"] = "SGD"
+    record["machine"] = {"versions": {"ultralytics": "8.4.190"}}
+    assert report.section_yolo(record).endswith("YOLO: ultralytics 8.4.190, optimizer SGD.")
     assert "each on one pinned core (2 side by side)" in text
 
 
