@@ -60,6 +60,26 @@ def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> to
     return None
 
 
+def precision_summary(device: torch.device, dtype: torch.dtype | None, cpu_bf16: bool) -> str:
+    """The line a run prints before its first step: where and in which precision it computes.
+
+    ``dtype`` is :func:`amp_dtype`'s answer. When ``train.cpu_bf16`` asked for bf16 on a CPU without native bf16
+    kernels, the line says so: such a CPU takes about twice as long per step, so a ``train.max_minutes`` run
+    fits about half the steps (and reaches a lower mAP) than the figures measured on one that has them.
+    """
+    where = f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    if dtype is torch.float16:
+        return f"{where}, fp16 autocast with a gradient scaler"
+    if dtype is not None:
+        return f"{where}, bf16 autocast"
+    if device.type == "cpu" and cpu_bf16:
+        return (
+            f"{where}, fp32: train.cpu_bf16 is on but this CPU has no native bf16 kernels (AVX512-BF16 or AMX), "
+            "where bf16 halves the step time; emulated bf16 would be slower still"
+        )
+    return f"{where}, fp32"
+
+
 def cap_workers(data: DataConfig, dist: DistInfo) -> None:
     """Lower ``data.workers`` to the cores this process has (one warning); more workers only contend."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

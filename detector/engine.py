@@ -55,7 +55,7 @@ from detector.checkpoint import (
 from detector.config import Config, ConfigError, save_config
 from detector.data.augment import AugmentedDataset, draw_batch_size, rescale_batch
 from detector.data.collate import pad_targets
-from detector.device import amp_dtype, cap_workers, setup_device
+from detector.device import amp_dtype, cap_workers, precision_summary, setup_device
 from detector.ema import ModelEMA
 from detector.inference import evaluate, save_predictions_figure
 from detector.interrupt import StopRequest
@@ -186,6 +186,7 @@ class Runner:
             self.logger = RunLogger(self.run_dir, resume_step=self.step)
             save_config(self.config, self.run_dir / "config.yaml")
             print(data_summary(self.train_set, self.val_set, self.class_names), flush=True)
+            print(precision_summary(self.device, self.amp_dtype, self.config.train.cpu_bf16), flush=True)
         metrics = _val_metrics(self.history[-1]) if self.history else {}
         self.budget.start(self.step)
         self._first_step = self.step + 1  # synced at once: the budget's start-up interval

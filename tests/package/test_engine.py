@@ -294,6 +294,18 @@ def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16():
     assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
 
 
+def test_precision_line_says_when_cpu_bf16_was_asked_for_but_the_cpu_runs_fp32():
+    from detector.device import precision_summary
+
+    cpu = torch.device("cpu")
+    assert precision_summary(cpu, torch.bfloat16, cpu_bf16=True) == "device cpu, bf16 autocast"
+    assert precision_summary(cpu, None, cpu_bf16=False) == "device cpu, fp32"
+    fallback = precision_summary(cpu, None, cpu_bf16=True)
+    assert fallback.startswith(
+        "device cpu, fp32: train.cpu_bf16 is on but this CPU has no native bf16 kernels"
+    )
+
+
 # --------------------------------------------------------------------------------- budget, resume, outputs
 
 
@@ -419,13 +431,14 @@ def test_validation_runs_in_fp32_like_detector_eval(
     assert len(args) == 5 and kwargs.get("amp_dtype") is None  # inference.evaluate's default: fp32
 
 
-def test_fit_prints_the_data_and_the_time_estimate(
+def test_fit_prints_the_data_the_precision_and_the_time_estimate(
     tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     runner = Runner(tiny_config(tiny_root, tmp_path, "train.epochs=1", "train.log_every=2"))
     runner.fit()
     out = capsys.readouterr().out
     assert "data: 4 classes" in out and "train: 8 images, 50 boxes" in out
+    assert "\ndevice cpu, " in out  # and its precision (precision_summary)
     assert re.search(r"pace \d+\.\d+ s per step \(4 steps per epoch\); plan 4 steps \(1\.0 epochs\)", out)
 
 
