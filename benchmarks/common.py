@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from detector.config import config_fingerprint, load_config
+from detector.device import cpu_has_native_bf16
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DEFAULT_WARMUP = 2  # untimed runs first: allocator, oneDNN/cuDNN kernel selection, lazy init
@@ -159,7 +160,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
     our step time), Python and package versions, GPU name (when CUDA is used)."""
     info: dict[str, Any] = {
         "cpu": cpu_model(),
-        "cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "cpu_bf16": cpu_has_native_bf16(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

@@ -39,6 +39,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from detector.config import Config, EvalConfig, TrainConfig, load_config
 from detector.data.collate import pad_targets
+from detector.device import cpu_has_native_bf16
 from detector.inference import predict_batch
 from detector.losses import DetectionLoss
 from detector.model import Detector, build_detector
@@ -92,7 +93,7 @@ def amp_dtype_for(device: torch.device, train: TrainConfig | None = None) -> tor
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if getattr(train, "cpu_bf16", False) and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if getattr(train, "cpu_bf16", False) and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 

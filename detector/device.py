@@ -44,6 +44,12 @@ def configure_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX): there bf16 autocast halves a
+    training step; elsewhere bf16 is emulated and slower than fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> torch.dtype | None:
     """The autocast dtype, or ``None`` for full fp32.
 
@@ -55,7 +61,7 @@ def amp_dtype(device: torch.device, enabled: bool, cpu_bf16: bool = False) -> to
         if not enabled:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_bf16 and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
@@ -64,8 +70,8 @@ def precision_summary(device: torch.device, dtype: torch.dtype | None, cpu_bf16:
     """The line a run prints before its first step: where and in which precision it computes.
 
     ``dtype`` is :func:`amp_dtype`'s answer. When ``train.cpu_bf16`` asked for bf16 on a CPU without native bf16
-    kernels, the line says so: such a CPU takes about twice as long per step, so a ``train.max_minutes`` run
-    fits about half the steps (and reaches a lower mAP) than the figures measured on one that has them.
+    kernels, the line says so: its fp32 steps are slower, so a ``train.max_minutes`` run fits fewer steps (and
+    reaches a lower mAP) than the figures measured on a CPU that has them.
     """
     where = f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     if dtype is torch.float16:

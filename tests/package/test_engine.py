@@ -289,7 +289,7 @@ def test_cpu_bf16_autocast_only_where_the_cpu_has_native_bf16():
     from detector.device import amp_dtype
 
     cpu = torch.device("cpu")
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()  # oneDNN itself, not the helper under test
     assert amp_dtype(cpu, enabled=True, cpu_bf16=True) == (torch.bfloat16 if native else None)
     assert amp_dtype(cpu, enabled=True, cpu_bf16=False) is None  # train.amp alone is about CUDA
 
