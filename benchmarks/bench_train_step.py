@@ -6,8 +6,8 @@ after ``--warmup``:
 
 - **ours**: ``model(images)`` → ``DetectionLoss`` (TAL assignment included) → backward → optimiser step;
 - **FCOS**: :func:`benchmarks.peers.build_fcos` in train mode with its own losses → backward → step;
-- **backbone**: timm ``resnet18`` (``features_only``, levels 2–4) forward + backward alone — the floor:
-  no detector step can be cheaper than its own backbone;
+- **backbone**: the config's timm backbone (``features_only``, the config's levels) forward + backward alone —
+  the floor: no detector step can be cheaper than its own backbone;
 - **ours, split**: the same step run stage by stage (each stage's output detached and fed to the next as a
   leaf, then the backward passes chained by hand), so each stage's forward + backward is timed on its own:
   backbone, neck, head, assign (inside the loss), loss (without the assignment), optimiser.
@@ -207,6 +207,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
             "fcos": count_parameters(fcos.model),
             "backbone": count_parameters(backbone),
         },
+        "backbone": config.model.backbone,
         "amp_dtype": str(amp_dtype) if amp_dtype else None,
     }
 

@@ -44,7 +44,7 @@ from detector.inference import predict_batch
 from detector.losses import DetectionLoss
 from detector.model import Detector, build_detector
 
-DEFAULT_CONFIG = "arena_cpu"  # the `make train` demo: resnet18, 320 px, neck width 96
+DEFAULT_CONFIG = "arena_cpu"  # the `make train` demo: resnet10t, 320 px, neck width 64
 FCOS_WIDTH = 256  # torchvision's FPN and FCOS head width
 FCOS_HEAD_CONVS = 4  # torchvision FCOSHead(num_convs=4)
 GN_CHANNELS_PER_GROUP = 8  # torchvision FCOS: GroupNorm(32, 256) = 8 channels per group

@@ -94,7 +94,7 @@ def _provenance(record: dict[str, Any]) -> str:
 def section_train_step(record: dict[str, Any]) -> str:
     step, ips, settings = record["step_seconds"], record["images_per_second"], record["settings"]
     labels = {"ours": "ours (`detector`, arena_cpu model)", "fcos": "torchvision FCOS ResNet-18-FPN",
-              "backbone": "timm resnet18 forward + backward alone (the floor)"}  # fmt: skip
+              "backbone": f"timm {record.get('backbone', 'resnet18')} forward + backward alone (the floor)"}  # fmt: skip
     rows = [[label, _ms(step[name]), f"{ips[name]:.1f}", f"{record['parameters'][name] / 1e6:.1f} M"]
             for name, label in labels.items()]  # fmt: skip
     text = _table(["training step", "ms", "images/s", "parameters"], rows)

@@ -458,6 +458,7 @@ for name in ("resnet18", "efficientnet_b0"):
 #    Measure with `torch.utils.benchmark` before choosing a backbone for its parameter count.
 # 3. It gives up the coarsest level, whose cells see the most context: the largest arena bodies (about a third
 #    of the frame) must now be predicted from the stride-16 level, whose receptive field (Chapter 5 computes it)
-#    is still larger than those bodies. It saves ResNet-18's last stage — most of the parameters (printed above) —
-#    and one level of neck and head. Adding stride 32 back would add a 10 × 10 level, few points next to the
+#    is still larger than those bodies. It saves the backbone's last stage — most of a ResNet's parameters
+#    (ResNet-18's share is printed above; the demo's ResNet-10-T is built the same way) — and one level of neck and
+#    head. Adding stride 32 back would add a 10 × 10 level, few points next to the
 #    stride-4 level's 80 × 80, and that stage's parameters and multiply-adds.

@@ -412,7 +412,9 @@ for stride_set in ([8, 16, 32], strides):
 # With strides 8/16/32 a large share of the arena's heads could never be assigned to any point — the detector
 # cannot learn them, whatever the loss. A stride-4 level fixes most of that, at 4× the points of the stride-8 level;
 # to pay for it, the demo drops the stride-32 level: the arena's largest objects (about a third of the frame, printed
-# above) fit in the receptive field of the stride-16 level (Chapter 3's formula gives 211 px for ResNet-18's C4).
+# above) fit in the receptive field of the stride-16 level. Chapter 3's formula gives 103 px for the C4 of the demo's
+# ResNet-10-T, and the four 3×3 convs that follow it at stride 16 (the neck's FPN and PAN output convs, the head's
+# tower conv and its prediction conv) add 2 · 16 = 32 px each: 231 px.
 # A data set of large objects would make the opposite choice.
 #
 # ## What the package does differently

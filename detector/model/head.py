@@ -61,7 +61,7 @@ class DecoupledHead(nn.Module):
         width: channels of the neck's maps.
         num_classes: ``C``.
         num_levels: ``L``, number of neck levels.
-        num_convs: convs per tower (2 for the CPU demo).
+        num_convs: convs per tower (`model.head_convs`; 1 in the CPU demo).
         prior_prob: initial probability ``π`` of every class and of objectness (0.01, RetinaNet).
         strides: stride of each level in pixels; default ``8·2^l`` (P3, P4, P5, …).
 

@@ -10,7 +10,7 @@ from course.exercises import load_exercises
 from course.paths import SOLUTIONS_DIR
 from course.resources import arena_dir
 from detector.config import load_config
-from detector.model import Backbone
+from detector.model import Backbone, build_detector
 
 NOTEBOOK = SOLUTIONS_DIR / "05_decoding.py"
 TEXT = NOTEBOOK.read_text()
@@ -32,12 +32,25 @@ def test_a_stride_4_level_fixes_most_of_the_unassignable_heads():
 
 def test_the_stride_16_level_sees_the_largest_arena_objects_whole():
     neck = load_exercises(SOLUTIONS_DIR / "03_neck.py")
-    c4 = Backbone("resnet18", out_indices=(1, 2, 3)).model
+    model = load_config("arena_cpu").model
+    assert model.backbone == "resnet10t" and model.out_indices[-1] == 3, (
+        model
+    )  # the prose names the demo's C4
+    c4 = Backbone(model.backbone, out_indices=model.out_indices).model
     field = neck.receptive_field(neck.main_path_layers(c4))
-    assert "Chapter 3's formula gives 211 px for ResNet-18's C4" in TEXT and field == 211, field
+    # after C4 at stride 16: FPN output conv, PAN output conv, head_convs tower convs, the prediction conv
+    detector = build_detector(model, num_classes=4)
+    neck, head = detector.neck, detector.head
+    after_c4 = [neck.fpn_out[-1][0], neck.pan_out[-1][0], *head.cls_tower.convs, head.cls_pred]
+    assert all(conv.kernel_size == (3, 3) and conv.stride == (1, 1) for conv in after_c4), after_c4
+    convs_after = len(after_c4)
+    total = field + convs_after * 2 * 16
+    assert f"Chapter 3's formula gives {field} px for the C4 of the demo's" in TEXT and field == 103, field
+    assert f"the {'four' if convs_after == 4 else convs_after} 3×3 convs that follow it" in TEXT, convs_after
+    assert f"add 2 · 16 = 32 px each: {total} px" in TEXT, total
     coco = json.loads((arena_dir() / "train" / "_annotations.coco.json").read_text())
     tallest = max(a["bbox"][3] for a in coco["annotations"])
-    assert "about a third of the frame" in TEXT and 0.25 * 320 < tallest < 0.4 * 320 < field, tallest
+    assert "about a third of the frame" in TEXT and 0.25 * 320 < tallest < 0.4 * 320 < total, tallest
 
 
 def test_the_mixed_convention_experiment_is_what_the_prose_says():
