@@ -38,7 +38,7 @@ def test_the_key_ignores_where_files_go():
 @pytest.mark.parametrize(
     "changes",
     [
-        {"model": {"neck_width": 64}},
+        {"model": {"neck_width": 48}},
         {"model": {"out_indices": [2, 3, 4]}},
         {"loss": {"cls": "bce"}},
         {"data": {"image_size": 256}},
@@ -76,7 +76,7 @@ def test_a_cache_file_of_another_config_is_retrained(monkeypatch, tmp_path):
     trained = []
     monkeypatch.setattr(resources, "_train_course_detector", lambda target: trained.append(target))
     monkeypatch.setattr(resources, "_load_run", lambda target, source: _run(source, steps=10, planned=10))
-    stale = {"format": resources.COURSE_DETECTOR_FORMAT, "key": recipe_key(_config(model={"neck_width": 64}))}
+    stale = {"format": resources.COURSE_DETECTOR_FORMAT, "key": recipe_key(_config(model={"neck_width": 48}))}
     torch.save({"recipe": stale}, path)
     assert resources.course_run().source == "course run, trained now" and trained == [path]
     current = {"format": resources.COURSE_DETECTOR_FORMAT, "key": recipe_key(_config())}
