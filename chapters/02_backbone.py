@@ -460,5 +460,5 @@ for name in ("resnet18", "efficientnet_b0"):
 #    of the frame) must now be predicted from the stride-16 level, whose receptive field (Chapter 5 computes it)
 #    is still larger than those bodies. It saves the backbone's last stage — most of a ResNet's parameters
 #    (ResNet-18's share is printed above; the demo's ResNet-10-T is built the same way) — and one level of neck and
-#    head. Adding stride 32 back would add a 10 × 10 level, few points next to the
-#    stride-4 level's 80 × 80, and that stage's parameters and multiply-adds.
+#    head. Adding stride 32 back would add a 10 × 10 level, few points next to the stride-4 level's 80 × 80, and
+#    that stage's parameters and multiply-adds.

@@ -7,8 +7,8 @@ downsamples the finer PAN map, it is added to the FPN map of the next level and 
 
 Every conv is a conv-BatchNorm-SiLU block (as in YOLOv5/YOLOX/YOLOv8). BatchNorm rather than GroupNorm:
 with the CPU demo's batch of 4 images at 320 px each BatchNorm sees ``4·80·80`` values per channel on P2 and
-``4·20·20`` on P4 — enough for stable statistics — it trains from scratch quickly, and it folds into the conv at inference.
-GroupNorm (FCOS) is batch-independent but costs about as much as the conv itself on CPU.
+``4·20·20`` on P4 — enough for stable statistics —, it trains from scratch quickly, and it folds into the conv
+at inference. GroupNorm (FCOS) is batch-independent but costs about as much as the conv itself on CPU.
 """
 
 from __future__ import annotations

@@ -31,22 +31,20 @@ def test_a_stride_4_level_fixes_most_of_the_unassignable_heads():
 
 
 def test_the_stride_16_level_sees_the_largest_arena_objects_whole():
-    neck = load_exercises(SOLUTIONS_DIR / "03_neck.py")
+    chapter_3 = load_exercises(SOLUTIONS_DIR / "03_neck.py")
     model = load_config("arena_cpu").model
-    assert model.backbone == "resnet10t" and model.out_indices[-1] == 3, (
-        model
-    )  # the prose names the demo's C4
+    # the prose names the demo's backbone and its C4
+    assert model.backbone == "resnet10t" and model.out_indices[-1] == 3, model
     c4 = Backbone(model.backbone, out_indices=model.out_indices).model
-    field = neck.receptive_field(neck.main_path_layers(c4))
-    # after C4 at stride 16: FPN output conv, PAN output conv, head_convs tower convs, the prediction conv
+    field = chapter_3.receptive_field(chapter_3.main_path_layers(c4))
+    # after C4, at stride 16: the FPN and PAN output convs, the head's tower convs, its prediction conv
     detector = build_detector(model, num_classes=4)
-    neck, head = detector.neck, detector.head
-    after_c4 = [neck.fpn_out[-1][0], neck.pan_out[-1][0], *head.cls_tower.convs, head.cls_pred]
+    after_c4 = [detector.neck.fpn_out[-1][0], detector.neck.pan_out[-1][0], *detector.head.cls_tower.convs,
+                detector.head.cls_pred]  # fmt: skip
     assert all(conv.kernel_size == (3, 3) and conv.stride == (1, 1) for conv in after_c4), after_c4
-    convs_after = len(after_c4)
-    total = field + convs_after * 2 * 16
+    total = field + len(after_c4) * 2 * 16
     assert f"Chapter 3's formula gives {field} px for the C4 of the demo's" in TEXT and field == 103, field
-    assert f"the {'four' if convs_after == 4 else convs_after} 3×3 convs that follow it" in TEXT, convs_after
+    assert "the four 3×3 convs that follow it" in TEXT and len(after_c4) == 4, after_c4
     assert f"add 2 · 16 = 32 px each: {total} px" in TEXT, total
     coco = json.loads((arena_dir() / "train" / "_annotations.coco.json").read_text())
     tallest = max(a["bbox"][3] for a in coco["annotations"])
