@@ -6,7 +6,8 @@
 - ``site/assets/demo/record.json``: the final validation metrics (the last line of ``metrics.jsonl`` with
   ``val_map``), the class names (from ``last.pt``), the model and data settings (``config.yaml``), the training
   time (from ``config.yaml``, written when training starts, to ``predictions.png``, written after the final
-  evaluation), the date, the commit and the machine;
+  evaluation), the date, the machine, and the commit of the checkout that holds the run directory (the code
+  that trained, which may be a fresh clone elsewhere; ``null`` outside a git checkout);
 - ``site/assets/demo/predictions.jpg``: the run's ``predictions.png`` (validation images, GT and predictions).
 
 ``python -m course.demo record RUN_DIR OTHER_RUN_DIR...`` also keeps the final validation mAP of runs of the same
@@ -58,10 +59,18 @@ def _last_validation(metrics_path: Path) -> dict[str, Any]:
     return validated[-1]
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def _git(*args: str, cwd: Path = REPO_ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _run_commit(run_dir: Path) -> tuple[str | None, bool]:
+    """``(short commit, uncommitted changes)`` of the git checkout that holds ``run_dir``: the code that trained
+    the run (a fresh clone's, not this repository's, when the run was made there); ``(None, False)`` outside one."""
+    try:
+        commit = _git("rev-parse", "--short", "HEAD", cwd=run_dir)
+        return commit, bool(_git("status", "--porcelain", "--untracked-files=no", cwd=run_dir))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None, False
 
 
 def _seed_result(run_dir: Path, fingerprint: str) -> dict[str, Any]:
@@ -113,6 +122,7 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR, other_seeds: Sequence[Path] 
     seeds = [_seed_row(resolved.seed, final), *(_seed_result(Path(run), seed_free) for run in other_seeds)]
     class_names = list(load_checkpoint(run_dir / "last.pt")["class_names"])
     finished = picture_path.stat().st_mtime
+    commit, uncommitted = _run_commit(run_dir)
     demo = {
         "run": config["name"],
         "config": {
@@ -130,8 +140,8 @@ def record(run_dir: Path, out_dir: Path = DEMO_DIR, other_seeds: Sequence[Path] 
         "seeds": seeds,
         "train_minutes": (finished - config_path.stat().st_mtime) / 60.0,
         "date": datetime.fromtimestamp(finished, timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "commit": commit,
+        "uncommitted_changes": uncommitted,
         "machine": machine_info(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +198,11 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
     config = demo["config"]
     start = "from scratch" if config["pretrained"] is None else "pretrained"
     per_class = ", ".join(f"{name} {ap:.2f}" for name, ap in demo["per_class_ap50"].items())
-    commit = demo["commit"] + (" plus uncommitted changes" if demo["uncommitted_changes"] else "")
+    if demo["commit"] is None:
+        trained_at = "trained outside a git checkout (commit unknown)"
+    else:
+        changes = " plus uncommitted changes" if demo["uncommitted_changes"] else ""
+        trained_at = f"trained at commit `{demo['commit']}`{changes}"
     seeds = demo.get("seeds", [])
     spread = f" {_describe_seeds(seeds)}" if len(seeds) > 1 else ""
     try:
@@ -205,7 +219,7 @@ def render_markdown(demo_dir: Path = DEMO_DIR, picture_uri: str = f"assets/demo/
         f"{config['image_size']} px, {demo['step']} steps in {demo['train_minutes']:.1f} minutes of training — "
         f"validation **mAP {demo['map']:.2f}, mAP50 {demo['map_50']:.2f}** (AP50 per class: {per_class}).{spread} "
         f"Ground truth dashed green, predictions coloured by class. Measured {demo['date'][:10]} on "
-        f"{describe_machine(demo['machine'])}; recorded at commit `{commit}`.*"
+        f"{describe_machine(demo['machine'])}; {trained_at}.*"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 import torch
@@ -70,6 +71,24 @@ def test_landing_caption_shows_the_recorded_figures(run_dir, tmp_path):
     for part in ("resnet18 from scratch, 320 px, 412 steps in 10.5 minutes", "mAP 0.44, mAP50 0.79",
                  "enemy 0.92, enemy-head 0.66, friendly 0.93, friendly-head 0.63", "Measured 2026-09-21 on "):  # fmt: skip
         assert part in text, f"{part!r} not in {text!r}"
+
+
+def test_the_record_names_the_commit_of_the_checkout_that_trained(run_dir, tmp_path):
+    out = tmp_path / "demo"
+    assert demo.record(run_dir, out)["commit"] is None  # pytest's tmp_path is in no git checkout
+    assert "trained outside a git checkout (commit unknown)" in demo.render_markdown(out)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=learner", "-c", "user.email=learner@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "README.md").write_text("a fresh clone\n")
+    subprocess.run([*git, "add", "README.md"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the code that trained"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+    record = demo.record(run_dir, out)  # recorded from this repository, whose HEAD is another commit
+    assert (record["commit"], record["uncommitted_changes"]) == (head.stdout.strip(), False)
+    assert f"trained at commit `{record['commit']}`." in demo.render_markdown(out)
+    (tmp_path / "README.md").write_text("edited after the commit\n")
+    assert demo.record(run_dir, out)["uncommitted_changes"] is True
+    assert "plus uncommitted changes" in demo.render_markdown(out)
 
 
 def test_a_record_of_another_config_is_marked_stale(run_dir, tmp_path):
