@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
-from benchmarks.peers import train_curve
+from benchmarks.peers import CURVE_KEYS, train_curve
 from detector.data import ensure_arena
 
 LOSSES = ("qfl", "varifocal", "bce", "focal")
@@ -49,6 +49,12 @@ def run(loss: str, seed: int, data: str, args: argparse.Namespace, out: Path) ->
                           "data.workers": 0, "data.root": str(args.smoke_root), "data.arena": None})  # fmt: skip
     curve, _ = train_curve(args.config, overrides, out, f"{Path(data).name}_{loss}_{seed}")
     return {"loss": loss, "seed": seed, "data": data, "final": curve[-1], "curve": curve}
+
+
+def varied_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    """The config keys :func:`run` sets in every run: their shipped values do not shape the result."""
+    lane_keys = ("data.workers",) if args.lanes > 1 else ()
+    return ("loss.cls", "seed", "train.max_minutes", *lane_keys, *CURVE_KEYS)
 
 
 def run_all(jobs: list[tuple[str, int, str]], args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
@@ -115,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     "minutes": args.minutes, "imgsz": args.imgsz, "threads": torch.get_num_threads(),
                     "lanes": args.lanes}  # fmt: skip
         recorder = Recorder("bench_loss", list(argv or []), torch.device("cpu"), args.smoke, settings,
-                            configs=(args.config,), varied=("loss.cls",))  # fmt: skip
+                            configs=(args.config,), varied=varied_keys(args))  # fmt: skip
         jobs = [(loss, seed, data) for seed in args.seeds for data in args.data for loss in args.losses]
         runs = run_all(jobs, args, Path(tmp) / "runs")
     table = summarise(runs)

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
-from benchmarks.peers import train_curve
+from benchmarks.peers import CURVE_KEYS, train_curve
 from detector.api import load
 from detector.config import load_config
 from detector.data import CocoDetection, ensure_arena
@@ -193,6 +193,14 @@ def train_yolo(
     }
 
 
+def varied_keys(batch_given: bool) -> tuple[str, ...]:
+    """The config keys :func:`train_ours` sets in every run (the batch only when ``--batch`` named it rather than
+    the config): their shipped values do not shape the result."""
+    data_keys = ("root", "arena", "train_split", "val_split", "image_size", "workers")
+    batch = ("data.batch_size",) if batch_given else ()
+    return (*(f"data.{key}" for key in data_keys), *batch, "train.max_minutes", "seed", *CURVE_KEYS)
+
+
 def train_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """``detector train`` (``--config``) on the same data, budget, size and batch; its per-epoch curve."""
     overrides = {
@@ -265,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lanes", type=int, default=1, help="contenders at a time, one pinned core each")
     parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/yolo.json)")
     args = parser.parse_args(argv)
+    varied = varied_keys(batch_given=args.batch is not None)
     if args.batch is None:
         args.batch = load_config(args.config).data.batch_size
     args.threads = 1 if args.smoke or args.lanes > 1 else args.threads
@@ -291,8 +300,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
         }
         settings["threads"] = torch.get_num_threads()
+        device = torch.device("cpu")
         recorder = Recorder(
-            "bench_yolo", list(argv or []), torch.device("cpu"), args.smoke, settings, configs=(args.config,)
+            "bench_yolo", list(argv or []), device, args.smoke, settings, (args.config,), varied
         )
         data_yaml, _ = write_yolo_dataset(Path(args.data), tmp / "yolo", args.train_split, args.val_split)
         val_dir = Path(args.data) / args.val_split

@@ -62,6 +62,9 @@ def ours_config(recipe: str = "default", overrides: list[str] | None = None) -> 
     return config
 
 
+CURVE_KEYS = ("train.eval_every", "train.out_dir", "name")  # what :func:`train_curve` sets in every run
+
+
 def train_curve(
     config: str | Config, overrides: dict[str, Any], out_dir: Path, name: str
 ) -> tuple[list[dict[str, Any]], Path]:

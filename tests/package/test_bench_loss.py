@@ -61,3 +61,27 @@ def test_smoke_run_trains_each_loss(tmp_path, lanes):
     assert record["settings"]["lanes"] == lanes
     assert record["best_calibrated"] == "qfl"
     assert (tmp_path / "loss.json").exists()
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+@pytest.mark.parametrize("data", ["arena", "../shared/datasets/chess-pieces"])
+def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, tmp_path, lanes, data):
+    """A key left out of the result's config fingerprint must not shape the result: each run sets it itself."""
+    import argparse
+
+    from benchmarks import peers
+
+    captured = {}
+
+    def train(config, settings):
+        captured.update(settings)
+        raise InterruptedError  # what was asked is all this test needs
+
+    monkeypatch.setattr("detector.api.train", train)
+    args = argparse.Namespace(
+        data=[data], minutes=[1.0], lanes=lanes, imgsz=416, smoke=False, config="arena_cpu"
+    )
+    with pytest.raises(InterruptedError):
+        bench_loss.run("qfl", 0, data, args, tmp_path)
+    assert set(bench_loss.varied_keys(args)) <= set(captured)
+    assert set(peers.CURVE_KEYS) <= set(captured)

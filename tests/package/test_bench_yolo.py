@@ -119,3 +119,24 @@ def test_report_says_n_a_for_a_class_without_ground_truth():
     assert report._ap_pair({"ap": None, "ap50": None}) == "n/a"
     assert report._ap_pair({"ap": float("nan"), "ap50": float("nan")}) == "n/a"
     assert report._ap_pair({"ap": 0.25, "ap50": 0.5}) == "0.500 / 0.250"
+
+
+@pytest.mark.parametrize("batch_given", [True, False])
+def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, tmp_path, batch_given):
+    """A key left out of the result's config fingerprint must not shape the result: our run sets it itself."""
+    import argparse
+
+    captured = {}
+
+    def train(config, settings):
+        captured.update(settings)
+        raise InterruptedError  # what was asked is all this test needs
+
+    monkeypatch.setattr("detector.api.train", train)
+    args = argparse.Namespace(data=tmp_path, train_split="train", val_split="valid", imgsz=320, batch=4,
+                              workers=0, minutes=1.0, seed=0, config="arena_cpu")  # fmt: skip
+    with pytest.raises(InterruptedError):
+        bench_yolo.train_ours(args, tmp_path)
+    varied = set(bench_yolo.varied_keys(batch_given))
+    assert varied <= set(captured)
+    assert ("data.batch_size" in varied) == batch_given  # a batch read from the config is part of it
