@@ -286,6 +286,9 @@ NOT_IN_MAKE_BENCH = {
     "yolo_chess": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
     "--data ../shared/datasets/chess-pieces --imgsz 416 --config roboflow_cpu --out "
     "benchmarks/results/yolo_chess.json`",
+    "yolo11": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
+    "--data data/arena --config arena_cpu --minutes 30 --lanes 2 --peers ours yolo11n --out "
+    "benchmarks/results/yolo11.json`",
 }
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
@@ -297,6 +300,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("Quality at equal training time", "quality", section_quality),
     ("Against ultralytics YOLO at equal wall-clock: the arena", "yolo", section_yolo),
     ("Against ultralytics YOLO at equal wall-clock: the chess export", "yolo_chess", section_yolo),
+    ("Against ultralytics YOLO11n at equal wall-clock: the arena", "yolo11", section_yolo),
     ("Classification loss ablation", "loss", section_loss),
     ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
 ]
