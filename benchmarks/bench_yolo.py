@@ -300,9 +300,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
         }
         settings["threads"] = torch.get_num_threads()
-        device = torch.device("cpu")
         recorder = Recorder(
-            "bench_yolo", list(argv or []), device, args.smoke, settings, (args.config,), varied
+            "bench_yolo",
+            list(argv or []),
+            torch.device("cpu"),
+            args.smoke,
+            settings,
+            configs=(args.config,),
+            varied=varied,
         )
         data_yaml, _ = write_yolo_dataset(Path(args.data), tmp / "yolo", args.train_split, args.val_split)
         val_dir = Path(args.data) / args.val_split

@@ -59,7 +59,7 @@ def _last_validation(metrics_path: Path) -> dict[str, Any]:
     return validated[-1]
 
 
-def _git(*args: str, cwd: Path = REPO_ROOT) -> str:
+def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -67,8 +67,8 @@ def _run_commit(run_dir: Path) -> tuple[str | None, bool]:
     """``(short commit, uncommitted changes)`` of the git checkout that holds ``run_dir``: the code that trained
     the run (a fresh clone's, not this repository's, when the run was made there); ``(None, False)`` outside one."""
     try:
-        commit = _git("rev-parse", "--short", "HEAD", cwd=run_dir)
-        return commit, bool(_git("status", "--porcelain", "--untracked-files=no", cwd=run_dir))
+        commit = _git(run_dir, "rev-parse", "--short", "HEAD")
+        return commit, bool(_git(run_dir, "status", "--porcelain", "--untracked-files=no"))
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None, False
 
