@@ -141,7 +141,7 @@ class LossConfig:
     # qfl, varifocal, bce: minimum at the soft target; focal: not (Chapter 7); bce_positives: the seed's one-hot
     # BCE on the positives only. bce: the best calibrated loss of the ablation on arena_cpu (arena and chess, two
     # seeds each); the Benchmarks page holds the current ranking (benchmarks/bench_loss.py) and says when the
-    # default differs from its best. The arena_cpu demo sets varifocal (its yaml says why)
+    # default differs from its best.
     cls: Literal["qfl", "varifocal", "bce", "focal", "bce_positives"] = "bce"
     box: Literal["diou", "giou", "ciou"] = "diou"
     obj: Literal["bce", "focal"] = "bce"

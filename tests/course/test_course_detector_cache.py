@@ -40,7 +40,7 @@ def test_the_key_ignores_where_files_go():
     [
         {"model": {"neck_width": 48}},
         {"model": {"out_indices": [2, 3, 4]}},
-        {"loss": {"cls": "bce"}},
+        {"loss": {"cls": "qfl"}},
         {"data": {"image_size": 256}},
         {"data": {"batch_size": 4}},
         {"train": {"lr": 0.001}},

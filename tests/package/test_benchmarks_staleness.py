@@ -36,7 +36,7 @@ def test_a_result_stays_current_when_the_default_of_a_key_it_varied_changes(monk
     shipped = load_config
 
     def new_default(name, overrides=()):
-        return shipped(name, [*overrides, "loss.cls=bce"])
+        return shipped(name, [*overrides, "loss.cls=qfl"])
 
     monkeypatch.setattr("detector.config.load_config", new_default)
     assert report.staleness(record) is None
