@@ -21,7 +21,7 @@ EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130  # 130 = 128 + SIGINT, the
 
 TRAIN_EPILOG = """\
 examples:
-  detector train                                   # the CPU demo: arena data, resnet18, ~15 min on 2 cores
+  detector train                                   # the CPU demo: arena data, resnet10t, within max_minutes
   detector train --config halo_r50 --data datasets/halo model.pretrained=weights/resnet50.pth
   detector train --config roboflow --data path/to/export train.epochs=50 data.batch_size=16   # GPU
   detector train --config roboflow_cpu --data path/to/export train.max_minutes=60   # CPU, a time budget
