@@ -200,6 +200,29 @@ def _ap_pair(ap: dict[str, float | None]) -> str:
     return f"{ap['ap50']:.3f} / {ap['ap']:.3f}"
 
 
+YOLO_GOAL_MINUTES, YOLO_GOAL_RATIO = 30.0, 1.5  # issue 12: ours ≥ 1.5× YOLO's mAP at every point up to 30 min
+
+
+def _lowest_ratio(ratios: list[tuple[float, float]]) -> str:
+    """The lowest ``(minutes, ours / theirs)`` ratio up to :data:`YOLO_GOAL_MINUTES`, against the goal."""
+    early = [value for minutes, value in ratios if minutes <= YOLO_GOAL_MINUTES]
+    return _goal(min(early), YOLO_GOAL_RATIO, at_most=False) if early else "–"
+
+
+def _crossing(ratios: list[tuple[float, float]], name: str) -> str:
+    """Where the lead changes hands along ``(minutes, ours / theirs)``, e.g. "yolov8n ahead at 6.4 min; ours
+    ahead from 9.7 min", or "none within 29.6 min (ours ahead throughout)". A tie counts as ``name`` ahead."""
+    changes, leader = [], None
+    for minutes, value in ratios:
+        ahead = "ours" if value > 1.0 else name
+        if ahead != leader:
+            changes.append(f"{ahead} ahead {'from' if changes else 'at'} {minutes:.1f} min")
+            leader = ahead
+    if len(changes) == 1:
+        return f"none within {ratios[-1][0]:.1f} min ({leader} ahead throughout)"
+    return "; ".join(changes) or "–"
+
+
 def section_yolo(record: dict[str, Any]) -> str:
     contenders = record["contenders"]
     rows = [[row["label"], len(row["curve"]), f"{row['final'].get('map', float('nan')):.4f}",
@@ -219,8 +242,10 @@ def section_yolo(record: dict[str, Any]) -> str:
                 if theirs:
                     ratios.append((point["train_seconds"] / 60, point["map"] / theirs))
             listed = ", ".join(f"{minutes:.1f} min: {value:.2f}×" for minutes, value in ratios) or "–"
-            lines.append([f"ours / {name}", listed])
-        text += "\n\n" + _table(["mAP ratio at equal wall-clock", "at each of our evaluations"], lines, "ll")
+            lines.append([f"ours / {name}", listed, _lowest_ratio(ratios), _crossing(ratios, name)])
+        header = ["mAP ratio at equal wall-clock", "at each of our evaluations",
+                  f"lowest up to {YOLO_GOAL_MINUTES:g} min", "crossing"]  # fmt: skip
+        text += "\n\n" + _table(header, lines, "llll")
     with_classes = {name: row for name, row in contenders.items() if row.get("per_class")}
     if with_classes:
         classes = list(next(iter(with_classes.values()))["per_class"])

@@ -140,3 +140,26 @@ def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, 
     varied = set(bench_yolo.varied_keys(batch_given))
     assert varied <= set(captured)
     assert ("data.batch_size" in varied) == batch_given  # a batch read from the config is part of it
+
+
+def test_report_states_the_lowest_ratio_up_to_30_minutes_and_where_the_curves_cross():
+    def contender(points):
+        curve = [{"train_seconds": minutes * 60.0, "map": value} for minutes, value in points]
+        return {"label": "x", "curve": curve, "final": curve[-1]}
+
+    ours = contender([(10, 0.30), (25, 0.40), (40, 0.45), (55, 0.50)])
+    # YOLO's last snapshot before each of ours: 0.10 (3×), 0.25 (1.6×), 0.30 (1.5×), 0.55 (0.91×: ahead)
+    yolo = contender([(5, 0.10), (20, 0.25), (35, 0.30), (50, 0.55)])
+    settings = {"data": "x", "imgsz": 320, "batch": 4, "threads": 1, "minutes": 60.0, "lanes": 2}
+    text = report.section_yolo({"contenders": {"ours": ours, "yolov8n": yolo}, "settings": settings})
+    assert "10.0 min: 3.00×, 25.0 min: 1.60×, 40.0 min: 1.50×, 55.0 min: 0.91×" in text
+    # 1.50 at 40 min is past the goal's 30 minutes: the lowest up to 30 is 1.60
+    assert "| 1.60 (≥ 1.5: ✓ met) | ours ahead at 10.0 min; yolov8n ahead from 55.0 min |" in text
+
+    yolo["curve"][-1]["map"] = 0.40  # 1.25× at 55 min: never reached
+    text = report.section_yolo({"contenders": {"ours": ours, "yolov8n": yolo}, "settings": settings})
+    assert "| none within 55.0 min (ours ahead throughout) |" in text
+    yolo["curve"][1]["map"] = 0.32  # 1.25× at 25 min: the goal is missed
+    yolo["curve"][0]["map"] = 0.30  # 1× at 10 min: a tie counts as theirs, then ours ahead
+    text = report.section_yolo({"contenders": {"ours": ours, "yolov8n": yolo}, "settings": settings})
+    assert "| 1.00 (≥ 1.5: ✗ not met) | yolov8n ahead at 10.0 min; ours ahead from 25.0 min |" in text
