@@ -305,18 +305,16 @@ def section_loss(record: dict[str, Any]) -> str:
 
 
 # Benchmarks that `make bench` does not run (an optional extra, long budgets): how to measure them.
+_WITH_YOLO = 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo'
 NOT_IN_MAKE_BENCH = {
     "loss": "run `python -m benchmarks.bench_loss` (4 losses × 2 seeds × the budget)",
-    "yolo": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo`',
-    "yolo_chess": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
-    "--data ../shared/datasets/chess-pieces --imgsz 416 --config roboflow_cpu --out "
-    "benchmarks/results/yolo_chess.json`",
-    "yolo11": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
-    "--data data/arena --config arena_cpu --minutes 30 --lanes 2 --peers ours yolo11n --out "
-    "benchmarks/results/yolo11.json`",
-    "yolo_60": 'install the peer with `pip install -e ".[bench]"`, then run `python -m benchmarks.bench_yolo '
-    "--data data/arena --config arena_cpu --minutes 60 --lanes 2 --peers ours yolov8n --out "
-    "benchmarks/results/yolo_60.json`",
+    "yolo": f"{_WITH_YOLO}`",
+    "yolo_chess": f"{_WITH_YOLO} --data ../shared/datasets/chess-pieces --imgsz 416 --config roboflow_cpu "
+    "--out benchmarks/results/yolo_chess.json`",
+    "yolo11": f"{_WITH_YOLO} --data data/arena --config arena_cpu --minutes 30 --lanes 2 --peers ours yolo11n "
+    "--out benchmarks/results/yolo11.json`",
+    "yolo_60": f"{_WITH_YOLO} --data data/arena --config arena_cpu --minutes 60 --lanes 2 --peers ours yolov8n "
+    "--out benchmarks/results/yolo_60.json`",
 }
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
