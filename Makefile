@@ -41,9 +41,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null  # the kernel runs .venv's python
 	touch $(STAMP)
 
-# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning while the loader worker shares the 2 cores
 train: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/detector train --config arena_cpu $(ARGS)
+	$(VENV)/bin/detector train --config arena_cpu $(ARGS)
 
 test: lint test-package test-notebooks test-site
 
