@@ -71,8 +71,8 @@ def test_time_budget_cpu_bf16_and_the_cpu_recipe_are_documented_where_users_look
     for name in sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")):  # every shipped config is offered
         assert name in help_text and f"| `{name}` |" in guide, name
     cpu, gpu = load_config("roboflow_cpu"), load_config("roboflow")  # the guide's numbers
-    assert cpu.model.backbone == "resnet18" and cpu.train.cpu_bf16 and gpu.model.backbone == "resnet50"
-    assert f"ResNet-18, {cpu.data.image_size} px, within {cpu.train.max_minutes:g} minutes" in guide
+    assert cpu.model.backbone == "resnet10t" and cpu.train.cpu_bf16 and gpu.model.backbone == "resnet50"
+    assert f"ResNet-10-T, {cpu.data.image_size} px, within {cpu.train.max_minutes:g} minutes" in guide
     assert f"ResNet-50, {gpu.data.image_size} px, {gpu.train.epochs} epochs" in guide
 
 
