@@ -315,6 +315,8 @@ NOT_IN_MAKE_BENCH = {
     "--out benchmarks/results/yolo11.json`",
     "yolo_60": f"{_WITH_YOLO} --data data/arena --config arena_cpu --minutes 60 --lanes 2 --peers ours yolov8n "
     "--out benchmarks/results/yolo_60.json`",
+    "yolo_chess_60": f"{_WITH_YOLO} --data ../shared/datasets/chess-pieces --imgsz 416 --config roboflow_cpu "
+    "--minutes 60 --lanes 2 --peers ours yolov8n --out benchmarks/results/yolo_chess_60.json`",
 }
 
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
@@ -328,6 +330,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ("Against ultralytics YOLO at equal wall-clock: the chess export", "yolo_chess", section_yolo),
     ("Against ultralytics YOLO11n at equal wall-clock: the arena", "yolo11", section_yolo),
     ("Against ultralytics YOLOv8n to 60 minutes: the arena", "yolo_60", section_yolo),
+    ("Against ultralytics YOLOv8n to 60 minutes: the chess export", "yolo_chess_60", section_yolo),
     ("Classification loss ablation", "loss", section_loss),
     ("GPU: ResNet-50 training throughput at 640 px", "gpu", section_gpu),
 ]
