@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
-from benchmarks.peers import CURVE_KEYS, train_curve
+from benchmarks.peers import CURVE_CLOCK, CURVE_KEYS, train_curve
 from detector.data import ensure_arena
 
 LOSSES = ("qfl", "varifocal", "bce", "focal")
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                            SMOKE["image_size"])  # fmt: skip
         settings = {"config": args.config, "data": args.data, "losses": args.losses, "seeds": args.seeds,
                     "minutes": args.minutes, "imgsz": args.imgsz, "threads": torch.get_num_threads(),
-                    "lanes": args.lanes}  # fmt: skip
+                    "lanes": args.lanes, "clock": CURVE_CLOCK}  # fmt: skip
         recorder = Recorder("bench_loss", list(argv or []), torch.device("cpu"), args.smoke, settings,
                             configs=(args.config,), varied=varied_keys(args))  # fmt: skip
         jobs = [(loss, seed, data) for seed in args.seeds for data in args.data for loss in args.losses]

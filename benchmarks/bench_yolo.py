@@ -9,8 +9,9 @@ image coordinates.
 
 The learning curve: YOLO saves its weights after every epoch (``save_period=1``) and logs the elapsed time per
 epoch (``results.csv``); each snapshot is scored afterwards. Ours is ``detector train`` with the same budget,
-its EMA weights scored on the same split after each epoch (``train.eval_every=1``). Per-epoch validation is
-off for YOLO (``val=False``) so that its clock counts training only, as ours pauses for evaluation.
+its EMA weights scored on the same split after each epoch (``train.eval_every=1``). Both clocks count training
+only: per-epoch validation is off for YOLO (``val=False``), and ours' clock — its budget and each point's
+time — pauses while it evaluates (:func:`benchmarks.peers.train_curve`).
 
 ultralytics is an optional extra for benchmarks only: ``pip install -e ".[bench]"``. Nothing is downloaded:
 models are built from their YAML (random init), ``YOLO_OFFLINE=1``, plots off.
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Recorder, add_threads_argument, pinned_pool, result_path, set_threads
-from benchmarks.peers import CURVE_KEYS, train_curve
+from benchmarks.peers import CURVE_CLOCK, CURVE_KEYS, train_curve
 from detector.api import load
 from detector.config import load_config
 from detector.data import CocoDetection, ensure_arena
@@ -299,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         settings = {
             key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
         }
-        settings["threads"] = torch.get_num_threads()
+        settings["threads"], settings["clock"] = torch.get_num_threads(), CURVE_CLOCK
         recorder = Recorder(
             "bench_yolo",
             list(argv or []),

@@ -63,6 +63,7 @@ def ours_config(recipe: str = "default", overrides: list[str] | None = None) -> 
 
 
 CURVE_KEYS = ("train.eval_every", "train.out_dir", "name")  # what :func:`train_curve` sets in every run
+CURVE_CLOCK = "training"  # what :func:`train_curve`'s clock counts (a result's settings["clock"])
 
 
 def train_curve(
@@ -70,15 +71,20 @@ def train_curve(
 ) -> tuple[list[dict[str, Any]], Path]:
     """Run ``detector.train`` (validation after every epoch); its learning curve and run directory.
 
+    The run's clock pauses while it evaluates (``budget_counts_evaluation=False``): ``train.max_minutes`` and
+    each point's ``train_seconds`` count training (steps, loading, checkpoints) only, as a peer's clock does
+    when it does not validate while it trains (``val=False`` in ultralytics), so that curves meet at equal
+    training time. Results written before :data:`CURVE_CLOCK` was recorded counted the evaluations too.
+
     Returns:
-        the curve, one point per epoch: ``epoch``, ``train_seconds`` (the run's clock, evaluations included,
-        which only costs ours) and the validation metrics (``map``, ``map_50``, …); and the run directory
-        (``last.pt``, ``best.pt``, logs).
+        the curve, one point per epoch: ``epoch``, ``train_seconds`` (the run's clock, evaluations excluded)
+        and the validation metrics (``map``, ``map_50``, …); and the run directory (``last.pt``, ``best.pt``,
+        logs).
     """
     from detector.api import train
 
     settings = {**overrides, "train.eval_every": 1, "train.out_dir": str(out_dir), "name": name}
-    result = train(config, settings)
+    result = train(config, settings, budget_counts_evaluation=False)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     curve = [
         {"epoch": r["epoch"], "train_seconds": r["elapsed_seconds"],

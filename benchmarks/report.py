@@ -223,6 +223,16 @@ def _crossing(ratios: list[tuple[float, float]], name: str) -> str:
     return "; ".join(changes) or "–"
 
 
+def _clock_sentence(settings: dict[str, Any]) -> str:
+    """What the minutes of a YOLO comparison count (``settings["clock"]``, recorded since ours' clock pauses)."""
+    if settings.get("clock") == "training":
+        return "Both clocks count training only: YOLO does not validate while it trains, ours pauses to."
+    return (
+        "Ours' clock counts its evaluation after every epoch as well (measured before it paused for them), "
+        "YOLO's counts training only: a handicap for ours."
+    )
+
+
 def section_yolo(record: dict[str, Any]) -> str:
     contenders = record["contenders"]
     rows = [[row["label"], len(row["curve"]), f"{row['final'].get('map', float('nan')):.4f}",
@@ -264,7 +274,7 @@ def section_yolo(record: dict[str, Any]) -> str:
         else f"{settings['threads']} CPU threads"
     )
     text += (f"\n\nData `{settings['data']}`, {settings['imgsz']} px, batch {settings['batch']}, "
-             f"{cores}, {settings['minutes']} min each.")  # fmt: skip
+             f"{cores}, {settings['minutes']} min each. {_clock_sentence(settings)}")  # fmt: skip
     optimizers = sorted({row["optimizer"] for row in contenders.values() if row.get("optimizer")})
     if optimizers:  # recorded since ultralytics 8.4 changed what optimizer=auto picks
         version = record["machine"]["versions"].get("ultralytics")

@@ -195,6 +195,8 @@ def train(
     config: str | Path | Config = "arena_cpu",
     overrides: Mapping[str, Any] | None = None,
     resume: str | Path | bool | None = None,
+    *,
+    budget_counts_evaluation: bool = True,
     **kwargs: Any,
 ) -> TrainResult:
     """Train a detector, as ``detector train`` does; returns the run folder and final metrics.
@@ -204,6 +206,8 @@ def train(
             :class:`~detector.config.Config`.
         overrides: dotted keys → values, e.g. ``{"train.epochs": 1, "data.root": "path/to/export"}``.
         resume: continue from a ``last.pt`` (``True``: ``runs/<name>/last.pt``).
+        budget_counts_evaluation: ``False``: ``train.max_minutes`` and the logged ``elapsed_seconds`` count
+            training only, the clock pausing while the run evaluates (:class:`~detector.engine.Runner`).
         **kwargs: more overrides, ``__`` for the dot: ``train__epochs=1``.
     """
     from detector import distributed
@@ -217,7 +221,7 @@ def train(
     else:
         config = load_config(config, texts)
     try:
-        runner = Runner(config, resume=resume)
+        runner = Runner(config, resume=resume, budget_counts_evaluation=budget_counts_evaluation)
         metrics = runner.fit()
     finally:
         distributed.cleanup()

@@ -10,6 +10,9 @@ checkpoint. From these it keeps
 - the **cost of an epoch end** (evaluation, checkpoints, curves), measured; before the first one it is estimated
   as ``EVAL_STEP_COST`` training steps per validation batch.
 
+Seconds handed to :meth:`TimeBudget.pause` do not count: a learning curve measured against a peer whose clock
+counts training only pauses the budget while it evaluates (``benchmarks.peers.train_curve``).
+
 With ``train.max_minutes`` set, :meth:`TimeBudget.plan` returns the number of steps that fit into what is left
 of the budget, evaluations included, at most the configured ``train.epochs``: the loop re-plans the learning-rate
 schedule to end there (:meth:`detector.schedule.WarmupCosine.replan`), so the cosine ends when the budget does,
@@ -56,6 +59,7 @@ class TimeBudget:
         self.eval_batches, self.eval_every = eval_batches, eval_every
         self.clock = clock
         self.used_before = 0.0  # seconds spent by the run before this process (a resumed run)
+        self.paused = 0.0  # seconds of this process that do not count (see pause)
         self.epoch_end_seconds: float | None = None  # measured cost of an epoch end with an evaluation
         self._intervals: deque[tuple[int, float]] = deque()  # (steps, seconds) of recent sync intervals
         self._start = self._mark_time = 0.0
@@ -69,8 +73,12 @@ class TimeBudget:
         self._mark_step = step
 
     def elapsed(self) -> float:
-        """Seconds of this run so far (a resumed run's earlier seconds included)."""
-        return self.used_before + self.clock() - self._start
+        """Seconds of this run so far (a resumed run's earlier seconds included, paused seconds not)."""
+        return self.used_before + self.clock() - self._start - self.paused
+
+    def pause(self, seconds: float) -> None:
+        """The last ``seconds`` do not count against the budget (nor towards the cost of an epoch end)."""
+        self.paused += seconds
 
     def observe(self, step: int) -> None:
         """A sync point after ``step`` steps: the steps since the previous one took the time since then."""

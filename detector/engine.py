@@ -89,12 +89,21 @@ class Runner:
         resume: ``True`` for ``<out_dir>/<name>/last.pt``, or a checkpoint path, to continue a run exactly.
         run_dir: where to write; default ``<train.out_dir>/<name>``, with ``-2``, ``-3``… appended when it
             already holds a run (a resumed run writes next to its checkpoint).
+        budget_counts_evaluation: ``False`` pauses the run's clock (``train.max_minutes`` and the logged
+            ``elapsed_seconds``) while it evaluates, so that it counts training only: for a learning curve
+            compared at equal training time with a peer that does not validate while it trains.
     """
 
     def __init__(
-        self, config: Config, resume: str | Path | bool | None = None, run_dir: str | Path | None = None
+        self,
+        config: Config,
+        resume: str | Path | bool | None = None,
+        run_dir: str | Path | None = None,
+        *,
+        budget_counts_evaluation: bool = True,
     ):
         self.config, train = config, config.train
+        self.budget_counts_evaluation = budget_counts_evaluation
         self.device, self.dist = setup_device(train)
         seed_everything(epoch_seed(config.seed, 0, self.dist.rank))
         self._build_data()
@@ -350,7 +359,7 @@ class Runner:
 
     def _end_epoch(self) -> dict[str, Any] | None:
         """An epoch (or the plan) ended: log it, evaluate when due, save last.pt and best.pt when mAP improved."""
-        started = self.budget.clock()
+        started = self.budget.elapsed()
         images_per_step = self.config.data.batch_size * self.dist.world_size
         record = {
             "epoch": self.epoch + 1,
@@ -364,7 +373,7 @@ class Runner:
             self.epoch, self.batch_in_epoch, self.epoch_sums = self.epoch + 1, 0, {}
         finished = self.out_of_time or self.step >= self.schedule.total_steps
         evaluated = finished or (self.batch_in_epoch == 0 and self.epoch % self.config.train.eval_every == 0)
-        metrics = self.evaluate() if evaluated else None
+        metrics = self._evaluate_on_the_clock() if evaluated else None
         record.update({f"val_{k}": v for k, v in (metrics or {}).items()})
         self.history.append(record)
         improved = metrics is not None and metrics["map"] > self.best_map
@@ -376,7 +385,15 @@ class Runner:
         self.save("last.pt")
         if improved:
             self.save("best.pt")
-        self.budget.observe_epoch_end(self.budget.clock() - started, evaluated)
+        self.budget.observe_epoch_end(self.budget.elapsed() - started, evaluated)
+        return metrics
+
+    def _evaluate_on_the_clock(self) -> dict[str, Any]:
+        """:meth:`evaluate`, its seconds taken off the budget's clock unless ``budget_counts_evaluation``."""
+        started = self.budget.clock()
+        metrics = self.evaluate()
+        if not self.budget_counts_evaluation:
+            self.budget.pause(self.budget.clock() - started)
         return metrics
 
     def _epoch_means(self) -> dict[str, float]:

@@ -73,8 +73,8 @@ def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, 
 
     captured = {}
 
-    def train(config, settings):
-        captured.update(settings)
+    def train(config, settings, budget_counts_evaluation=True):
+        captured.update(settings, budget_counts_evaluation=budget_counts_evaluation)
         raise InterruptedError  # what was asked is all this test needs
 
     monkeypatch.setattr("detector.api.train", train)
@@ -85,3 +85,4 @@ def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, 
         bench_loss.run("qfl", 0, data, args, tmp_path)
     assert set(bench_loss.varied_keys(args)) <= set(captured)
     assert set(peers.CURVE_KEYS) <= set(captured)
+    assert captured["budget_counts_evaluation"] is False  # the curve's clock counts training, as the peer's

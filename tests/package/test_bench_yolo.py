@@ -113,6 +113,9 @@ def test_report_lists_each_contenders_per_class_ap_and_picture():
     record["machine"] = {"versions": {"ultralytics": "8.4.190"}}
     assert report.section_yolo(record).endswith("YOLO: ultralytics 8.4.190, optimizer SGD.")
     assert "each on one pinned core (2 side by side)" in text
+    assert "Ours' clock counts its evaluation after every epoch as well" in text  # recorded before "clock"
+    record["settings"]["clock"] = "training"
+    assert "Both clocks count training only" in report.section_yolo(record)
 
 
 def test_report_says_n_a_for_a_class_without_ground_truth():
@@ -128,8 +131,8 @@ def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, 
 
     captured = {}
 
-    def train(config, settings):
-        captured.update(settings)
+    def train(config, settings, budget_counts_evaluation=True):
+        captured.update(settings, budget_counts_evaluation=budget_counts_evaluation)
         raise InterruptedError  # what was asked is all this test needs
 
     monkeypatch.setattr("detector.api.train", train)
@@ -140,6 +143,7 @@ def test_the_keys_left_out_of_the_fingerprint_are_set_by_every_run(monkeypatch, 
     varied = set(bench_yolo.varied_keys(batch_given))
     assert varied <= set(captured)
     assert ("data.batch_size" in varied) == batch_given  # a batch read from the config is part of it
+    assert captured["budget_counts_evaluation"] is False  # ours' clock counts training, as YOLO's (val=False)
 
 
 def test_report_states_the_lowest_ratio_up_to_30_minutes_and_where_the_curves_cross():

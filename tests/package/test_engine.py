@@ -357,6 +357,33 @@ def test_time_budget_replans_through_a_stall_and_a_slow_down(
     assert epochs == list(range(1, len(epochs) + 1))
 
 
+@pytest.mark.parametrize("counts_evaluation", [True, False])
+def test_the_budget_pauses_for_evaluations_only_when_told(
+    tiny_root: Path, tmp_path: Path, counts_evaluation: bool
+) -> None:
+    """1 s a step, 5 s an evaluation after each 4-step epoch, a 30-s budget. Counted, the evaluations take
+    their share of the 30 s; paused (a benchmark's learning curve), the steps alone fill the budget, and each
+    epoch's ``elapsed_seconds`` is the time of its steps."""
+    config = tiny_config(tiny_root, tmp_path, "train.max_minutes=0.5", "train.epochs=25", "train.log_every=1")
+    runner = Runner(config, budget_counts_evaluation=counts_evaluation)
+    clock = _FakeTime(runner, lambda step: 1.0, eval_seconds=5.0)
+    runner.fit()
+    evaluations = sum("val_map" in record for record in runner.history)
+    training = clock.now - 5.0 * evaluations
+    assert training == runner.step  # the fake clock moves only in steps and evaluations
+    before = [5.0 * sum("val_map" in r for r in runner.history[:i]) for i in range(len(runner.history))]
+    if counts_evaluation:
+        assert clock.now <= 30.0 and runner.step <= 30 - 5 * evaluations
+        assert [r["elapsed_seconds"] for r in runner.history] == pytest.approx(
+            [r["step"] + seconds for r, seconds in zip(runner.history, before, strict=True)]
+        )
+    else:
+        assert 27 <= runner.step <= 30 and clock.now > 60.0
+        assert [r["elapsed_seconds"] for r in runner.history] == pytest.approx(
+            [r["step"] for r in runner.history]
+        )
+
+
 def test_resume_refuses_changed_settings(straight_run: Runner, tiny_root: Path, tmp_path: Path) -> None:
     config = tiny_config(tiny_root, tmp_path, "train.epochs=3", "train.lr=0.01", "data.workers=1")
     with pytest.raises(

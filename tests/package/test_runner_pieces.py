@@ -207,6 +207,24 @@ def test_budget_keeps_the_plan_until_the_pace_is_known() -> None:
     assert budget.calibrated and budget.plan(11, 1000) < 600  # 600 s in all at 1 s per step, evaluations too
 
 
+def test_paused_seconds_count_neither_against_the_budget_nor_as_an_epoch_end() -> None:
+    clock = FakeClock()
+    budget = TimeBudget(10.0, 1000, 100, 5, clock=clock)
+    budget.start(0)
+    for step in range(1, 12):
+        clock.now += 1.0
+        budget.observe(step)
+    planned = budget.plan(11, 1000)
+    clock.now += 100.0  # an evaluation the clock pauses for
+    budget.pause(100.0)
+    assert budget.elapsed() == pytest.approx(11.0) and budget.plan(11, 1000) == planned
+    clock.now += 102.0  # an epoch end of 102 s, 100 of them paused
+    budget.pause(100.0)
+    budget.observe_epoch_end(2.0, evaluated=True)
+    assert budget.epoch_end_cost() == pytest.approx(2.0) and budget.elapsed() == pytest.approx(13.0)
+    assert budget.state_dict()["elapsed"] == pytest.approx(13.0)  # a resumed run goes on from the counted time
+
+
 def test_budget_stops_at_once_when_nothing_fits() -> None:
     clock = FakeClock()
     budget = TimeBudget(0.01, 100, 10, 5, clock=clock)  # 0.6 s
