@@ -49,6 +49,10 @@ def test_machine_line_says_whether_the_cpu_has_native_bf16_only_when_the_record_
     assert "no native bf16 (fp32 steps)" in report.describe_machine({**machine, "cpu_bf16": False})
 
 
+def test_report_says_more_than_100x_where_the_peers_map_is_next_to_zero():
+    assert report._ratio(2.154) == "2.15×" and report._ratio(3357.7) == "> 100×"
+
+
 def test_report_ratio_takes_the_peers_last_point_at_or_before_each_of_ours():
     curve = [{"train_seconds": 60.0, "map": 0.1}, {"train_seconds": 120.0, "map": 0.2}]
     assert report._map_at(curve, 30.0) is None
