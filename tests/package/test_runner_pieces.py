@@ -222,7 +222,7 @@ def test_paused_seconds_count_neither_against_the_budget_nor_as_an_epoch_end() -
     budget.pause(100.0)
     budget.observe_epoch_end(2.0, evaluated=True)
     assert budget.epoch_end_cost() == pytest.approx(2.0) and budget.elapsed() == pytest.approx(13.0)
-    assert budget.state_dict()["elapsed"] == pytest.approx(13.0)  # a resumed run goes on from the counted time
+    assert budget.state_dict()["elapsed"] == pytest.approx(13.0)  # a resumed run goes on from here
 
 
 def test_budget_stops_at_once_when_nothing_fits() -> None:
